@@ -1,0 +1,213 @@
+"""Float-graph rewrites done before quantization-aware conversion.
+
+BatchNorm is folded into the preceding conv/dense, and a following ReLU/ReLU6 is fused into its
+`activation`, so that tfmot sees `Conv2D(activation=relu)`: its per-layer QuantizeConfig then
+holds the kernel quantizer. (With a separate ReLU layer, tfmot's LayerReluActivationQuantize
+transform replaces the conv's config by NoOp, which would drop our per-tensor kernel quantizer.)
+"""
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import numpy as np
+
+from converters.keras_compat import keras
+
+WEIGHT_LAYERS = (keras.layers.Conv2D, keras.layers.DepthwiseConv2D, keras.layers.Dense)
+_RELU_NAMES = {"relu": "relu", "relu6": "relu6"}
+
+
+def _inbound(layer) -> list:
+    node = layer._inbound_nodes[0]
+    inbound = node.inbound_layers
+    return list(inbound) if isinstance(inbound, (list, tuple)) else [inbound]
+
+
+def _consumers(model) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {l.name: [] for l in model.layers}
+    for layer in model.layers:
+        if layer._inbound_nodes and not isinstance(layer, keras.layers.InputLayer):
+            for src in _inbound(layer):
+                out[src.name].append(layer.name)
+    return out
+
+
+def as_functional(model):
+    """Sequential models are rebuilt as functional ones so every pass below sees one graph API."""
+    if isinstance(model, keras.Sequential):
+        inputs = keras.Input(model.input_shape[1:], name="input")
+        x = inputs
+        for layer in model.layers:
+            x = layer(x)
+        return keras.Model(inputs, x, name=model.name)
+    if len(model.inputs) != 1 or len(model.outputs) != 1:
+        raise ValueError(f"model {model.name!r}: only single-input, single-output models are supported")
+    for layer in model.layers:
+        if len(layer._inbound_nodes) > 1:
+            raise ValueError(f"layer {layer.name!r} is shared (called {len(layer._inbound_nodes)} times); "
+                             "unshare it before conversion")
+    return model
+
+
+def rebuild(model, make_layer: Callable[[object], object | None]):
+    """Re-run the graph layer by layer; make_layer returns a replacement layer, or None to skip it
+    (its input passes through). Layers keep their names so trainable selections stay valid."""
+    model = as_functional(model)
+    tensors: dict[str, object] = {}
+    inputs = keras.Input(model.input_shape[1:], name=model.layers[0].name)
+    tensors[model.layers[0].name] = inputs
+    for layer in model.layers[1:]:
+        srcs = [tensors[s.name] for s in _inbound(layer)]
+        new = make_layer(layer)
+        if new is None:
+            tensors[layer.name] = srcs[0]
+            continue
+        tensors[layer.name] = new(srcs if len(srcs) > 1 else srcs[0])
+    return keras.Model(inputs, tensors[model.layers[-1].name], name=model.name)
+
+
+def _clone_layer(layer, **config_updates):
+    config = layer.get_config()
+    config.update(config_updates)
+    return type(layer).from_config(config)
+
+
+def _relu_kind(layer) -> str | None:
+    if isinstance(layer, keras.layers.Activation):
+        return _RELU_NAMES.get(layer.get_config()["activation"])
+    if isinstance(layer, keras.layers.ReLU):
+        cfg = layer.get_config()
+        if cfg.get("negative_slope", 0.0) == 0.0 and cfg.get("threshold", 0.0) == 0.0:
+            if cfg.get("max_value") is None:
+                return "relu"
+            if float(cfg["max_value"]) == 6.0:
+                return "relu6"
+    return None
+
+
+def fold_batchnorm_and_relu(model, drop_final_softmax: bool = True):
+    """Return an equivalent float model without BatchNorm layers and with ReLUs fused into the
+    preceding weight layer; the final softmax (if any) is dropped so the model outputs logits."""
+    model = as_functional(model)
+    consumers = _consumers(model)
+    by_name = {l.name: l for l in model.layers}
+    kernels: dict[str, list[np.ndarray]] = {}
+    activation: dict[str, str] = {}
+    skip: set[str] = set()
+
+    def sole_weight_producer(layer):
+        (src,) = _inbound(layer)
+        ok = isinstance(src, WEIGHT_LAYERS) and len(consumers[src.name]) == 1
+        return src if ok and src.get_config().get("activation") == "linear" else None
+
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            src = sole_weight_producer(layer)
+            if src is None:
+                raise ValueError(f"BatchNormalization {layer.name!r} does not follow a conv/dense layer "
+                                 "with a single consumer; it cannot be folded")
+            w = kernels.get(src.name) or [np.asarray(v) for v in src.get_weights()]
+            kernel, bias = w[0], (w[1] if len(w) > 1 else np.zeros(w[0].shape[-1], np.float32))
+            cfg = layer.get_config()
+            gamma = layer.gamma.numpy() if cfg["scale"] else 1.0
+            beta = layer.beta.numpy() if cfg["center"] else 0.0
+            factor = gamma / np.sqrt(layer.moving_variance.numpy() + cfg["epsilon"])
+            if isinstance(src, keras.layers.DepthwiseConv2D):
+                k = kernel * factor.reshape(kernel.shape[2], kernel.shape[3])
+            else:
+                k = kernel * factor
+            kernels[src.name] = [k.astype(np.float32), ((bias - layer.moving_mean.numpy()) * factor + beta).astype(np.float32)]
+            skip.add(layer.name)
+            consumers[src.name] = consumers[layer.name]
+            for c in consumers[layer.name]:
+                pass
+            by_name[layer.name] = src
+        kind = _relu_kind(layer)
+        if kind is not None:
+            (src,) = _inbound(layer)
+            src = by_name.get(src.name, src)
+            if isinstance(src, WEIGHT_LAYERS) and len(consumers[src.name]) == 1 and src.name not in activation \
+                    and src.get_config().get("activation") == "linear":
+                activation[src.name] = kind
+                skip.add(layer.name)
+                by_name[layer.name] = src
+
+    last = model.layers[-1]
+
+    def make(layer):
+        if layer.name in skip:
+            return None
+        updates = {}
+        if isinstance(layer, WEIGHT_LAYERS):
+            if layer.name in kernels:
+                updates["use_bias"] = True
+            if layer.name in activation:
+                updates["activation"] = activation[layer.name]
+            if drop_final_softmax and layer is last and layer.get_config().get("activation") == "softmax":
+                updates["activation"] = "linear"
+        elif drop_final_softmax and layer is last and isinstance(layer, (keras.layers.Softmax, keras.layers.Activation)) \
+                and (isinstance(layer, keras.layers.Softmax) or layer.get_config()["activation"] == "softmax"):
+            return None
+        new = _clone_layer(layer, **updates)
+        return new
+
+    folded = rebuild(model, make)
+    for layer in folded.layers:
+        if layer.name in kernels:
+            layer.set_weights(kernels[layer.name])
+        elif isinstance(layer, WEIGHT_LAYERS) or layer.get_weights():
+            layer.set_weights(model.get_layer(layer.name).get_weights())
+    return folded
+
+
+def weight_layer_names(model) -> list[str]:
+    return [l.name for l in model.layers if isinstance(l, WEIGHT_LAYERS)]
+
+
+def select_trainable(model, spec: str | Sequence[str]) -> list[str]:
+    """Resolve a trainable-layer choice: a list of names, "head", or "last:N" (last N weight layers)."""
+    names = weight_layer_names(model)
+    if isinstance(spec, str):
+        if spec == "head":
+            return names[-1:]
+        if spec.startswith("last:"):
+            n = int(spec.split(":", 1)[1])
+            if not 1 <= n <= len(names):
+                raise ValueError(f"trainable 'last:{n}': the model has {len(names)} weight layers ({names})")
+            return names[-n:]
+        spec = [s for s in spec.split(",") if s]
+    unknown = [s for s in spec if s not in names]
+    if unknown:
+        raise ValueError(f"unknown trainable layer(s) {unknown}; weight layers of this model are: {names}")
+    if not spec:
+        raise ValueError("no trainable layer chosen; give names, 'head' or 'last:N'")
+    return [n for n in names if n in spec]
+
+
+def feature_model(model):
+    """The network up to the input of its last Dense layer: the features a new head reads."""
+    model = as_functional(model)
+    dense = [l for l in model.layers if isinstance(l, keras.layers.Dense)]
+    if not dense:
+        raise ValueError("model has no Dense layer to replace as head")
+    return keras.Model(model.inputs, dense[-1].input)
+
+
+def replace_head(model, kernel: np.ndarray, bias: np.ndarray, name: str = "head"):
+    """Swap the last Dense layer for a new linear one (logits) with the given weights."""
+    model = as_functional(model)
+    last_dense = [l for l in model.layers if isinstance(l, keras.layers.Dense)][-1]
+    if last_dense is not model.layers[-1]:
+        raise ValueError(f"the last Dense layer {last_dense.name!r} is not the model's output layer")
+    features = last_dense.input
+    head = keras.layers.Dense(kernel.shape[1], activation=None, name=name)
+    out = head(features)
+    new = keras.Model(model.inputs, out, name=model.name)
+    head.set_weights([kernel.astype(np.float32), bias.astype(np.float32)])
+    return new
+
+
+def prototype_head(features: np.ndarray, labels: np.ndarray, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """ProtoNet as a linear layer: w_c = 2 p_c, b_c = -||p_c||^2 (argmax = nearest prototype)."""
+    protos = np.stack([features[labels == c].mean(axis=0) for c in range(num_classes)])
+    return (2.0 * protos).T.astype(np.float32), -(protos ** 2).sum(axis=1).astype(np.float32)

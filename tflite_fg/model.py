@@ -1,0 +1,130 @@
+"""The on-device model: a LiteRT interpreter over the `forward`/`infer` signatures of a converted graph.
+
+Training calls `forward(x, w...)` with the candidate int8 kernels as inputs, so nothing in the
+engine is mutated and every runtime with the signature API (Python, C++, Java) can do the same.
+The loss is computed on the host in float32 from the dequantized int8 logits: a softmax over 10
+numbers costs nothing next to the network, and float keeps log-sum-exp exact enough that the sign
+of L+ - L- (all Sign-m-SPSA needs) is not decided by rounding.
+"""
+from __future__ import annotations
+
+import os
+import pathlib
+from typing import Sequence
+
+import numpy as np
+from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+from tflite_fg import flatbuf, losses
+from tflite_fg.metadata import Metadata, read_metadata, sha256_bytes
+
+FORWARD, INFER = "forward", "infer"
+ENGINES = {
+    # Builtin kernels: `forward` and `infer` are bit-identical (same kernels for every op).
+    "builtin": OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
+    # XNNPACK runs the frozen constant-weight ops; faster, but its requantization rounds differently
+    # from the builtin kernels that run the trainable (input-weight) ops, so `infer` may differ by a few LSB.
+    "xnnpack": OpResolverType.AUTO,
+}
+
+
+class ModelError(ValueError):
+    """A model file that cannot be trained: says what is wrong and how to get a good one."""
+
+
+def load_interpreter(model_bytes: bytes, engine: str, num_threads: int | None, what: str) -> Interpreter:
+    if engine not in ENGINES:
+        raise ValueError(f"engine {engine!r}: choose one of {sorted(ENGINES)}")
+    try:
+        flatbuf.parse(model_bytes)
+        return Interpreter(model_content=model_bytes, experimental_op_resolver_type=ENGINES[engine],
+                           num_threads=num_threads)
+    except (ValueError, RuntimeError) as e:
+        raise ModelError(f"{what}: cannot load as a TFLite model ({e}); the file is corrupt or truncated, "
+                         "reconvert it with `python tools/convert.py`") from e
+
+
+class FgModel:
+    """A converted int8 model with its metadata; trainable tensors are plain int8 numpy arrays."""
+
+    def __init__(self, path: str | os.PathLike, engine: str = "builtin", num_threads: int | None = None):
+        self.path = pathlib.Path(path)
+        self.model_bytes = self.path.read_bytes()
+        self.interpreter = load_interpreter(self.model_bytes, engine, num_threads, str(self.path))
+        signatures = self.interpreter.get_signature_list()
+        if FORWARD not in signatures:
+            raise ModelError(f"{self.path} has no '{FORWARD}' training signature (it has {sorted(signatures)}): "
+                             "it is a plain inference model; convert the Keras model with `python tools/convert.py`")
+        self.meta: Metadata = read_metadata(self.path)
+        if self.meta.model_sha256 != sha256_bytes(self.model_bytes):
+            raise ModelError(f"{self.path} does not match its metadata (sha256 differs): the model was modified "
+                             "or replaced; reconvert or restore the matching pair")
+        self.engine = engine
+        self._forward = self.interpreter.get_signature_runner(FORWARD)
+        self._infer = self.interpreter.get_signature_runner(INFER)
+        x = self._forward.get_input_details()[self.meta.input_name]
+        if x["dtype"] != np.int8 or any(d["dtype"] != np.int8 for d in self._forward.get_input_details().values()):
+            raise ModelError(f"{self.path}: the '{FORWARD}' inputs are not int8 (a float model); "
+                             "convert with `python tools/convert.py`, which writes an int8 graph")
+
+    @property
+    def trainable_params(self) -> int:
+        return sum(t.size for t in self.meta.trainable)
+
+    def initial_params(self) -> list[np.ndarray]:
+        """The trainable kernels as stored in `infer` (conversion or the last export)."""
+        return [flatbuf.read_int8(self.model_bytes, t.infer_offset, t.shape) for t in self.meta.trainable]
+
+    def quantize_input(self, x: np.ndarray) -> np.ndarray:
+        """float examples (already preprocessed) -> int8 batch, after checking shape and values."""
+        x = np.asarray(x)
+        if x.ndim != len(self.meta.input_shape) + 1 or tuple(x.shape[1:]) != self.meta.input_shape:
+            raise ValueError(f"input batch has shape {x.shape}; the model expects (batch, {', '.join(map(str, self.meta.input_shape))})")
+        if not np.issubdtype(x.dtype, np.floating):
+            raise ValueError(f"input batch has dtype {x.dtype}; give preprocessed float values (see metadata.preprocessing)")
+        if not np.isfinite(x).all():
+            raise ValueError("input batch contains NaN or inf values")
+        q = np.round(x / self.meta.input_scale) + self.meta.input_zero_point
+        return np.clip(q, -128, 127).astype(np.int8)
+
+    def check_labels(self, y: np.ndarray, n: int) -> np.ndarray:
+        y = np.asarray(y)
+        if y.shape != (n,) or not np.issubdtype(y.dtype, np.integer):
+            raise ValueError(f"labels must be an integer array of shape ({n},); got {y.dtype} {y.shape}")
+        if y.size and (y.min() < 0 or y.max() >= self.meta.num_classes):
+            raise ValueError(f"labels out of range [0, {self.meta.num_classes}): min {y.min()}, max {y.max()}")
+        return y.astype(np.int64)
+
+    def _check_params(self, params: Sequence[np.ndarray]) -> None:
+        if len(params) != len(self.meta.trainable):
+            raise ValueError(f"expected {len(self.meta.trainable)} trainable tensors, got {len(params)}")
+        for p, t in zip(params, self.meta.trainable):
+            if p.dtype != np.int8 or tuple(p.shape) != t.shape:
+                raise ValueError(f"trainable tensor {t.layer!r} must be int8 {t.shape}; got {p.dtype} {p.shape}")
+
+    def forward(self, xq: np.ndarray, params: Sequence[np.ndarray]) -> np.ndarray:
+        """int8 logits of the int8 batch with the given trainable kernels."""
+        self._check_params(params)
+        kernels = {t.input_name: p for t, p in zip(self.meta.trainable, params)}
+        return self._forward(**{self.meta.input_name: xq}, **kernels)[self.meta.output_name]
+
+    def infer(self, xq: np.ndarray) -> np.ndarray:
+        return self._infer(**{self.meta.input_name: xq})[self.meta.output_name]
+
+    def dequantize_logits(self, q: np.ndarray) -> np.ndarray:
+        return (q.astype(np.float32) - np.float32(self.meta.output_zero_point)) * np.float32(self.meta.output_scale)
+
+    def loss(self, params: Sequence[np.ndarray], xq: np.ndarray, y: np.ndarray) -> float:
+        return losses.softmax_cross_entropy(self.dequantize_logits(self.forward(xq, params)), y)
+
+    def predict(self, xq: np.ndarray, params: Sequence[np.ndarray] | None = None, batch_size: int = 256) -> np.ndarray:
+        """Class predictions; with params=None the deployable `infer` graph is used."""
+        out = []
+        for i in range(0, len(xq), batch_size):
+            xb = xq[i:i + batch_size]
+            out.append((self.infer(xb) if params is None else self.forward(xb, params)).argmax(axis=1))
+        return np.concatenate(out) if out else np.zeros(0, np.int64)
+
+    def accuracy(self, xq: np.ndarray, y: np.ndarray, params: Sequence[np.ndarray] | None = None) -> float:
+        y = self.check_labels(y, len(xq))
+        return float((self.predict(xq, params) == y).mean())

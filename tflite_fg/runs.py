@@ -1,0 +1,23 @@
+"""Where the default task's artifacts live, and the small records a run writes (no printing here)."""
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import resource
+
+from tflite_fg import assets
+from tflite_fg.metadata import atomic_write
+
+
+def default_model_path(shots: int, seed: int, trainable: str, cache: str | os.PathLike | None = None) -> pathlib.Path:
+    tag = trainable.replace(":", "").replace(",", "-")
+    return assets.cache_dir(cache) / "converted" / f"fmnist_resnet8_k{shots}_s{seed}_{tag}.tflite"
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def write_json(path: str | os.PathLike, obj: dict) -> None:
+    atomic_write(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())

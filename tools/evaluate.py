@@ -1,0 +1,41 @@
+"""Accuracy of a converted or exported model on the default task's test images (or --data).
+
+  python tools/evaluate.py --model=runs/a/trained.tflite
+"""
+import _paths  # noqa: F401
+
+import numpy as np
+from absl import app, flags
+
+from tflite_fg import tasks
+from tflite_fg.model import ENGINES, FgModel
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("model", None, "A tflite_fg .tflite (with its .json).", required=True)
+flags.DEFINE_string("data", None, "Own data: .npz with x_test, y_test (preprocessed float).")
+flags.DEFINE_integer("shots", 20, "Default task: shots of the split (the test images do not depend on it).")
+flags.DEFINE_integer("n_test", 1000, "Default task: held-out test images.")
+flags.DEFINE_integer("data_seed", 0, "Default task: split seed.")
+flags.DEFINE_enum("engine", "xnnpack", sorted(ENGINES), "LiteRT kernels.")
+flags.DEFINE_string("cache_dir", None, "Asset cache.")
+
+
+def main(argv):
+    del argv
+    model = FgModel(FLAGS.model, engine=FLAGS.engine)
+    if FLAGS.data:
+        with np.load(FLAGS.data, allow_pickle=False) as d:
+            x, y = d["x_test"], d["y_test"]
+    else:
+        t = tasks.load_fmnist_fewshot(FLAGS.shots, FLAGS.n_test, FLAGS.data_seed, FLAGS.cache_dir)
+        x, y = t.x_test, t.y_test
+    xq = model.quantize_input(x)
+    acc_infer = model.accuracy(xq, y)
+    acc_forward = model.accuracy(xq, y, model.initial_params())
+    print(f"{FLAGS.model}: {len(y)} test examples, engine {FLAGS.engine}")
+    print(f"  infer   (deployable graph)          accuracy {acc_infer:.4f}")
+    print(f"  forward (stored trainable tensors)  accuracy {acc_forward:.4f}")
+
+
+if __name__ == "__main__":
+    app.run(main)
