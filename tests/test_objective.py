@@ -53,3 +53,17 @@ def test_checkpoint_for_another_model_is_refused(block_model, fewshot_task, tmp_
 def test_minibatch_loss_rejects_float_inputs(block_model, fewshot_task):
     with pytest.raises(ValueError, match="int8"):
         objective.minibatch_loss(block_model, fewshot_task.x_support, fewshot_task.y_support, 0, 8)
+
+
+def test_forward_gradient_training_improves_held_out_accuracy(head_model_path, fewshot_task):
+    """Sign-m-SPSA on the int8 head, real Fashion-MNIST: full-support loss falls and accuracy on the
+    1,000 held-out images rises clearly above the prototype start (measured: +3.1 points here)."""
+    model = FgModel(head_model_path, engine="xnnpack")
+    cfg = TrainConfig(seed=0, steps=1500, batch_size=64, eps_lsb=8, lr=1.0)
+    xs, xt = model.quantize_input(fewshot_task.x_support), model.quantize_input(fewshot_task.x_test)
+    start = model.initial_params()
+    trained = _run(model, fewshot_task, cfg).params
+    assert model.loss(trained, xs, fewshot_task.y_support) < model.loss(start, xs, fewshot_task.y_support) - 0.1
+    before = model.accuracy(xt, fewshot_task.y_test, start)
+    after = model.accuracy(xt, fewshot_task.y_test, trained)
+    assert after >= before + 0.02, (before, after)

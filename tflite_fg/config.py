@@ -27,7 +27,7 @@ class TrainConfig:
     batch_size: int
     m: int = 3
     eps_lsb: int = 1
-    lr: float
+    lr: float | tuple[float, ...]  # one rate, or one per trainable tensor (metadata order)
     distribution: str = "gaussian"
     estimator: str = "sign_spsa"
 
@@ -41,9 +41,9 @@ class TrainConfig:
         _int_at_least("eps_lsb", self.eps_lsb, 1)
         if self.eps_lsb > 127:
             raise ValueError(f"eps_lsb must be <= 127 (the int8 range), got {self.eps_lsb!r}")
-        if isinstance(self.lr, bool) or not isinstance(self.lr, (int, float)) or not (
-                math.isfinite(self.lr) and self.lr > 0):
-            raise ValueError(f"lr must be a finite number > 0, got {self.lr!r}")
+        for r in self.lr if isinstance(self.lr, tuple) else (self.lr,):
+            if isinstance(r, bool) or not isinstance(r, (int, float)) or not (math.isfinite(r) and r > 0):
+                raise ValueError(f"lr must be a finite number > 0 (or a tuple of them), got {self.lr!r}")
         if self.distribution not in DISTRIBUTIONS:
             raise ValueError(f"distribution must be one of {DISTRIBUTIONS}, got {self.distribution!r}")
         if self.estimator not in ESTIMATORS:

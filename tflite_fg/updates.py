@@ -58,14 +58,21 @@ def chain(*transforms: GradientTransformation) -> GradientTransformation:
     return GradientTransformation(init, update)
 
 
-def scale_by_learning_rate(lr: float) -> GradientTransformation:
-    """updates = -lr * g in float32 (lr: weight LSBs per unit of z; SGD descent sign)."""
-    if not (math.isfinite(lr) and lr > 0):
-        raise ValueError(f"lr must be finite and > 0, got {lr}")
-    neg_lr = np.float32(-lr)
+def scale_by_learning_rate(lr: float | Sequence[float]) -> GradientTransformation:
+    """updates = -lr * g in float32 (lr: weight LSBs per unit of z; SGD descent sign).
+
+    A sequence gives one rate per tensor: layers whose weight LSB is small relative to their
+    sensitivity (a conv block vs the head) need fewer +-1 LSB steps to keep the random walk down."""
+    rates = [float(r) for r in lr] if isinstance(lr, (list, tuple)) else None
+    for r in rates or [lr]:
+        if not (math.isfinite(r) and r > 0):
+            raise ValueError(f"lr must be finite and > 0, got {lr}")
 
     def update(updates: Updates, state: EmptyState, params: Params | None = None) -> tuple[Updates, EmptyState]:
-        return [neg_lr * np.asarray(u, dtype=np.float32) for u in updates], state
+        if rates is not None and len(rates) != len(updates):
+            raise ValueError(f"lr has {len(rates)} entries but there are {len(updates)} tensors")
+        neg = [np.float32(-r) for r in (rates or [lr] * len(updates))]
+        return [n * np.asarray(u, dtype=np.float32) for n, u in zip(neg, updates)], state
 
     return GradientTransformation(_empty_init, update)
 

@@ -28,11 +28,13 @@ flags.DEFINE_integer("n_test", 1000, "Default task: held-out test images.")
 flags.DEFINE_integer("data_seed", 0, "Default task: seed of the support/test split.")
 flags.DEFINE_string("trainable", "last:4", "Default task: trainable layers if the model must be converted.")
 flags.DEFINE_integer("seed", 0, "Seed of perturbations and mini-batches.")
-flags.DEFINE_integer("steps", 1500, "Training steps (each 2m forward passes).")
-flags.DEFINE_integer("batch_size", 32, "Mini-batch size.")
+flags.DEFINE_integer("steps", 5000, "Training steps (each 2m forward passes).")
+flags.DEFINE_integer("batch_size", 64, "Mini-batch size.")
 flags.DEFINE_integer("m", 3, "Perturbations per step (Sign-m-SPSA).")
-flags.DEFINE_integer("eps_lsb", 1, "Perturbation scale in weight LSBs.")
-flags.DEFINE_float("lr", 0.5, "Learning rate in weight LSBs per unit of z.")
+flags.DEFINE_integer("eps_lsb", 8, "Perturbation scale in weight LSBs.")
+flags.DEFINE_float("lr", 1.0, "Learning rate of the last trainable tensor (the head), in weight LSBs per unit of z.")
+flags.DEFINE_float("body_lr_scale", 0.4, "The other trainable tensors use lr * body_lr_scale: with round-to-"
+                   "nearest, fewer +-1 LSB steps on a conv block keep its random walk down (docs/design.md).")
 flags.DEFINE_enum("distribution", "gaussian", DISTRIBUTIONS, "Perturbation distribution.")
 flags.DEFINE_enum("estimator", "sign_spsa", ESTIMATORS, "Gradient estimator.")
 flags.DEFINE_enum("engine", "xnnpack", sorted(ENGINES), "LiteRT kernels (see docs/design.md).")
@@ -73,10 +75,12 @@ def _model_path() -> pathlib.Path:
 
 def main(argv):
     del argv
-    cfg = TrainConfig(seed=FLAGS.seed, steps=FLAGS.steps, batch_size=FLAGS.batch_size, m=FLAGS.m,
-                      eps_lsb=FLAGS.eps_lsb, lr=FLAGS.lr, distribution=FLAGS.distribution, estimator=FLAGS.estimator)
     model_path = _model_path()
     model = FgModel(model_path, engine=FLAGS.engine, num_threads=FLAGS.num_threads)
+    n = len(model.meta.trainable)
+    lr = (FLAGS.lr * FLAGS.body_lr_scale,) * (n - 1) + (FLAGS.lr,)
+    cfg = TrainConfig(seed=FLAGS.seed, steps=FLAGS.steps, batch_size=FLAGS.batch_size, m=FLAGS.m,
+                      eps_lsb=FLAGS.eps_lsb, lr=lr, distribution=FLAGS.distribution, estimator=FLAGS.estimator)
     task, x_tr, y_tr, x_te, y_te = _load_data(model)
     estimator, transform = build.build_estimator(cfg), build.build_transform(cfg)
     out = pathlib.Path(FLAGS.out) if FLAGS.out else None
