@@ -119,8 +119,6 @@ def fold_batchnorm_and_relu(model, drop_final_softmax: bool = True):
             kernels[src.name] = [k.astype(np.float32), ((bias - layer.moving_mean.numpy()) * factor + beta).astype(np.float32)]
             skip.add(layer.name)
             consumers[src.name] = consumers[layer.name]
-            for c in consumers[layer.name]:
-                pass
             by_name[layer.name] = src
         kind = _relu_kind(layer)
         if kind is not None:
@@ -148,8 +146,7 @@ def fold_batchnorm_and_relu(model, drop_final_softmax: bool = True):
         elif drop_final_softmax and layer is last and isinstance(layer, (keras.layers.Softmax, keras.layers.Activation)) \
                 and (isinstance(layer, keras.layers.Softmax) or layer.get_config()["activation"] == "softmax"):
             return None
-        new = _clone_layer(layer, **updates)
-        return new
+        return _clone_layer(layer, **updates)
 
     folded = rebuild(model, make)
     for layer in folded.layers:

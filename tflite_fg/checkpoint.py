@@ -11,16 +11,17 @@ No randomness is stored: it all derives from (seed, step, index).
 from __future__ import annotations
 
 import hashlib
+import io
 import importlib
 import json
 import os
-import tempfile
 import zipfile
 import zlib
 from typing import Any
 
 import numpy as np
 
+from tflite_fg.atomic import atomic_write
 from tflite_fg.trainer import TrainState
 
 FORMAT = "tflite-fg-checkpoint"
@@ -107,24 +108,9 @@ def save_checkpoint(path: str | os.PathLike, state: TrainState, meta: dict) -> N
     arrays.update({f"transform_leaf_{i}": a for i, a in enumerate(tx_leaves)})
     header = json.loads(json.dumps(header, allow_nan=False))  # hash exactly what a load will see
     header_json = json.dumps({**header, "sha256": _digest(header, arrays)}, sort_keys=True)
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays, **{_HEADER: np.array(header_json)})
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-    if hasattr(os, "O_DIRECTORY"):  # persist the rename itself (POSIX)
-        dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays, **{_HEADER: np.array(header_json)})
+    atomic_write(path, buffer.getvalue())
 
 
 def _read(path: str) -> tuple[dict, dict[str, np.ndarray]]:

@@ -9,8 +9,9 @@ import hashlib
 import json
 import os
 import pathlib
-import tempfile
 from dataclasses import asdict, dataclass, field
+
+from tflite_fg.atomic import atomic_write
 
 FORMAT = "tflite_fg/1"
 
@@ -70,23 +71,6 @@ def metadata_path(model_path: str | os.PathLike) -> pathlib.Path:
 
 def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def atomic_write(path: str | os.PathLike, data: bytes) -> None:
-    """Temp file in the same directory, fsync, rename: a crash never leaves a half-written file."""
-    path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def write_model(path: str | os.PathLike, model_bytes: bytes, meta: Metadata) -> None:

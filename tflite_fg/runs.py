@@ -7,7 +7,7 @@ import pathlib
 import resource
 
 from tflite_fg import assets
-from tflite_fg.metadata import atomic_write
+from tflite_fg.atomic import atomic_write
 
 
 def default_model_path(shots: int, seed: int, trainable: str, cache: str | os.PathLike | None = None) -> pathlib.Path:
