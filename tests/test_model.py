@@ -25,16 +25,13 @@ def test_model_without_forward_signature_is_refused(cache_dir, tmp_path, head_mo
 
 
 def test_float_model_is_refused(tmp_path):
-    from converters.keras_compat import keras, tf
-    inp = keras.Input((4,), name="x")
-    k = keras.Input((3, 4), name="w_dense")
+    from converters.keras_compat import tf
 
     class Fwd(tf.Module):
         @tf.function(input_signature=[tf.TensorSpec([None, 4], tf.float32, name="x"),
                                       tf.TensorSpec([3, 4], tf.float32, name="w_dense")])
         def forward(self, x, w):
             return {"logits": tf.matmul(x, w, transpose_b=True)}
-    del inp, k
     m = Fwd()
     conv = tf.lite.TFLiteConverter.from_concrete_functions([m.forward.get_concrete_function()], m)
     path = tmp_path / "float.tflite"

@@ -1,5 +1,4 @@
 """Training the real int8 graph: determinism per seed, bit-exact resume, and real improvement."""
-import numpy as np
 import pytest
 
 from tflite_fg import build, checkpoint, objective, trainer

@@ -7,7 +7,6 @@
 import _paths  # noqa: F401
 
 import dataclasses
-import os
 import pathlib
 import time
 
