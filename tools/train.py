@@ -8,6 +8,7 @@ import _paths  # noqa: F401
 
 import dataclasses
 import pathlib
+import sys
 import time
 
 import numpy as np
@@ -91,7 +92,10 @@ def main(argv):
     if FLAGS.resume:
         if ckpt is None or not ckpt.exists():
             raise app.UsageError("--resume needs --out=DIR holding checkpoint.npz")
-        state, _ = checkpoint.load_checkpoint(ckpt, run_meta)
+        try:
+            state, _ = checkpoint.load_checkpoint(ckpt, run_meta)
+        except checkpoint.CheckpointError as e:
+            sys.exit(f"CheckpointError: {e}")
         print(f"resumed from {ckpt} at step {state.step}")
     else:
         state = trainer.init_state(model.initial_params(), estimator, transform)
