@@ -67,12 +67,15 @@ def scale_by_learning_rate(lr: float | Sequence[float]) -> GradientTransformatio
     for r in rates or [lr]:
         if not (math.isfinite(r) and r > 0):
             raise ValueError(f"lr must be finite and > 0, got {lr}")
+    neg_rates = None if rates is None else [np.float32(-r) for r in rates]
+    neg_lr = np.float32(-lr) if rates is None else None
 
     def update(updates: Updates, state: EmptyState, params: Params | None = None) -> tuple[Updates, EmptyState]:
-        if rates is not None and len(rates) != len(updates):
-            raise ValueError(f"lr has {len(rates)} entries but there are {len(updates)} tensors")
-        neg = [np.float32(-r) for r in (rates or [lr] * len(updates))]
-        return [n * np.asarray(u, dtype=np.float32) for n, u in zip(neg, updates)], state
+        if neg_rates is None:
+            return [neg_lr * np.asarray(u, dtype=np.float32) for u in updates], state
+        if len(neg_rates) != len(updates):
+            raise ValueError(f"lr has {len(neg_rates)} entries but there are {len(updates)} tensors")
+        return [n * np.asarray(u, dtype=np.float32) for n, u in zip(neg_rates, updates)], state
 
     return GradientTransformation(_empty_init, update)
 
