@@ -10,7 +10,7 @@ $(STAMP): pyproject.toml
 	@command -v $(PY) >/dev/null || { echo "needs $(PY) (set PY=...)"; exit 1; }
 	test -x $(PYTHON) || $(PY) -m venv $(VENV)
 	$(PYTHON) -m pip install --quiet --upgrade pip
-	$(PYTHON) -m pip install --quiet -e ".[convert,dev]"
+	$(PYTHON) -m pip install --quiet -e ".[convert,dev,tasks]"
 	rm -f $(VENV)/.installed-* && touch $@
 
 venv: $(STAMP)

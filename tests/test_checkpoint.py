@@ -168,3 +168,30 @@ def test_plain_npz_is_not_a_checkpoint(tmp_path):
 def test_missing_file(tmp_path):
     with pytest.raises(FileNotFoundError):
         checkpoint.load_checkpoint(tmp_path / "nope.npz", None)
+
+
+@pytest.mark.parametrize("overrides", [
+    {"precision": "w16", "eps_lsb": 0.5, "momentum_alpha": 0.5, "sam_rho": 2.0, "kernel_norm": True,
+     "mask": "topk", "sparsity": 0.5, "schedule": "cosine", "update_rounding": "stochastic",
+     "engine_rounding": "stochastic"},
+    {"arithmetic": "paper", "update_rounding": "stochastic", "schedule": "step", "schedule_every": 5},
+    {"precision": "fp32", "eps_lsb": 0.5, "momentum_alpha": 0.3},
+])
+def test_resume_is_bit_exact_with_the_enhancements_states(tmp_path, overrides):
+    # int16 / float32 master copies, MomentumState (a list of int8 history arrays), CountState
+    from tflite_fg import build
+    from tflite_fg.config import TrainConfig
+    cfg = TrainConfig(steps=12, batch_size=1, m=2, lr=0.5, seed=1, **overrides)
+    init = [np.arange(-30, 30, 3, dtype=np.int8).reshape(4, 5), np.array([5, -9, 12], np.int8)]
+    space = build.build_space(cfg)
+    est, tx = build.build_estimator(cfg, init, space), build.build_transform(cfg)
+    history = list(trainer.fit(trainer.init_state(init, est, tx, space), lambda step: quadratic, est, tx,
+                               cfg.seed, cfg.steps, space))
+    path = tmp_path / "ckpt.npz"
+    checkpoint.save_checkpoint(path, history[5][0], META)
+    loaded, _ = checkpoint.load_checkpoint(path, META)
+    assert [p.dtype for p in loaded.params] == [p.dtype for p in history[5][0].params]
+    rest = list(trainer.fit(loaded, lambda step: quadratic, est, tx, cfg.seed, cfg.steps, space))
+    final = history[-1][0]
+    assert rest[-1][0].step == final.step and rest[-1][0].forward_passes == final.forward_passes
+    assert all(np.array_equal(a, b) for a, b in zip(rest[-1][0].params, final.params))

@@ -109,3 +109,15 @@ def test_sign_gradient_float_golden(case):
     g = estimators.sign_gradient_from_sum(np.array(case["S"], np.int32), case["m"])
     assert g.dtype == np.float32
     assert [f"0x{b:08x}" for b in g.view(np.uint32).tolist()] == case["float32_bits"]
+
+
+def test_reserved_indices_are_distinct_negative_java_longs():
+    reserved = [rng.MINIBATCH_INDEX, rng.ASCENT_INDEX, rng.ENGINE_ROUND_INDEX, rng.UPDATE_ROUND_INDEX, rng.MASK_INDEX]
+    # -1, -2, -3, -4, -5 as Java longs (two's complement)
+    assert [r - (1 << 64) for r in reserved] == [-1, -2, -3, -4, -5]
+    # never a perturbation index 0..m-1, nor a momentum second draw index + 2**32 (m < 2**32)
+    assert rng.SECOND_DRAW == 1 << 32 and min(reserved) > 2 * rng.SECOND_DRAW
+    keys = {rng.stream_key(0, 0, r, 0) for r in reserved} | {rng.stream_key(0, 0, i, 0) for i in range(4)}
+    keys |= {rng.stream_key(0, 0, i + rng.SECOND_DRAW, 0) for i in range(4)}
+    assert len(keys) == len(reserved) + 8
+    assert rng.stream_key(1, 2, rng.ASCENT_INDEX, 3) == rng.stream_key(1, 2, -2, 3)

@@ -42,3 +42,33 @@ def test_convert_rejects_unknown_trainable_layer(cache_dir, tmp_path):
     rc, log = _tool("convert.py", f"--cache_dir={cache_dir}", "--trainable=conv2d_99", f"--out={tmp_path / 'm.tflite'}")
     assert rc != 0 and "conv2d_99" in log and "weight layers of this model are" in log
     assert not list(tmp_path.iterdir())
+
+
+def test_train_w16_paper_recipe_exports_int8_and_resumes(head_model_path, cache_dir, tmp_path):
+    common = [f"--model={head_model_path}", f"--cache_dir={cache_dir}", "--n_test=100", "--eval_every=5",
+              "--checkpoint_every=5", f"--out={tmp_path}", "--precision=w16", "--arithmetic=paper",
+              "--engine_rounding=stochastic", "--eps_lsb=0.5", "--lr=0.25"]
+    rc, log = _tool("train.py", *common, "--steps=5")
+    assert rc == 0 and "precision w16-paper-sr" in log, log
+    rc, log = _tool("train.py", *common, "--steps=10", "--resume")
+    assert rc == 0 and "at step 5" in log, log
+    result = json.loads((tmp_path / "result.json").read_text())
+    assert result["precision"] == "w16" and result["steps"] == 10 and result["forward_passes"] == 60
+    assert result["deployed_int8_acc"] == result["final_acc"]  # export = the engine's nearest rounding
+    rc, log = _tool("train.py", *common[:-2], "--eps_lsb=0.3", "--steps=1")
+    assert rc != 0 and "eps_lsb" in log and "1/256" in log, log
+
+
+def test_ablate_writes_json_table_and_plot(cache_dir, tmp_path):
+    rc, log = _tool("ablate.py", "--tasks=fmnist", "--variants=w8,w16", "--seeds=2", "--steps=3", "--n_test=50",
+                    f"--cache_dir={cache_dir}", f"--runs_dir={tmp_path / 'runs'}", f"--results={tmp_path}",
+                    f"--doc={tmp_path / 'ablation.md'}")
+    assert rc == 0, log
+    summary = json.loads((tmp_path / "ablation.json").read_text())["results"]["fmnist"]
+    assert set(summary) == {"w8", "w16"} and summary["w16"]["n"] == 2 and summary["w8"]["forward_passes"] == 18
+    doc = (tmp_path / "ablation.md").read_text()
+    assert "| w16 |" in doc and "python tools/ablate.py" in doc and (tmp_path / "ablation.png").stat().st_size > 0
+    rc, log = _tool("ablate.py", "--tasks=fmnist", "--variants=w8,w16", "--seeds=2", "--steps=3", "--n_test=50",
+                    f"--cache_dir={cache_dir}", f"--runs_dir={tmp_path / 'runs'}", f"--results={tmp_path}",
+                    f"--doc={tmp_path / 'ablation.md'}")
+    assert rc == 0 and log.count("reused;") == 4, log

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from tflite_fg import estimators, rng, samplers, trainer, updates
+from tflite_fg import estimators, precision, rng, samplers, trainer, updates
 
 TARGET = [np.arange(-30, 30, 3, dtype=np.float64).reshape(4, 5), np.array([90.0, -100.0, 7.0])]
 
@@ -66,3 +66,89 @@ def test_init_state_copies_and_checks_dtype():
     assert state.params[0] is not params[0] and state.step == 0 and state.forward_passes == 0
     with pytest.raises(TypeError, match="int8"):
         trainer.init_state([np.ones(3, np.int32)], est, updates.round_to_int())
+
+
+# ---- precision modes and update rounding --------------------------------------------------------
+
+ZEROS = [np.zeros((4, 5), np.int8), np.zeros(3, np.int8)]
+START = quadratic([np.zeros((4, 5)), np.zeros(3)])
+
+
+def _fit(space, est, tx, steps, loss=quadratic, seed=0):
+    state = trainer.init_state(ZEROS, est, tx, space)
+    for state, _ in trainer.fit(state, lambda step: loss, est, tx, seed, steps, space):
+        pass
+    return state
+
+
+@pytest.mark.parametrize("engine_rounding", ["nearest", "stochastic"])
+def test_w16_training_converges_and_the_engine_sees_int8(engine_rounding):
+    space = precision.integer_space(16, engine_rounding=engine_rounding)
+    est = estimators.sign_m_spsa(samplers.gaussian_q8(), 3, 0.5, space)  # eps: half an int8 LSB
+    tx = updates.chain(updates.scale_by_learning_rate(1.0 * 256), updates.round_to_int())  # 1 int8 LSB
+    seen = set()
+
+    def loss(params):
+        seen.update(p.dtype for p in params)
+        return quadratic(params)
+
+    final = _fit(space, est, tx, 400, loss)
+    assert seen == {np.dtype(np.int8)}
+    assert all(p.dtype == np.int16 for p in final.params)
+    assert quadratic(space.to_engine(final.params)) < 0.02 * START
+    assert final.forward_passes == 2400
+
+
+def test_w16_loss_fn_receives_the_engine_rounding_of_each_probe():
+    space = precision.integer_space(16, engine_rounding="stochastic")
+    sampler = samplers.gaussian_q8()
+    est = estimators.sign_m_spsa(sampler, 2, 0.5, space)
+    tx = updates.chain(updates.scale_by_learning_rate(100.0), updates.round_to_int())
+    state = trainer.init_state(ZEROS, est, tx, space)
+    state, _ = trainer.train_step(state, quadratic, est, tx, seed=3, space=space)  # now at step 1
+    calls = []
+    trainer.train_step(state, lambda p: calls.append([a.copy() for a in p]) or 0.0, est, tx, seed=3, space=space)
+    assert len(calls) == 4
+    for i in range(2):
+        z, _ = sampler.sample(sampler.init(ZEROS), 3, 1, i)
+        for k, sign in ((2 * i, 1), (2 * i + 1, -1)):
+            expected = space.to_engine(space.perturb(state.params, z, (0.5, 0.5), sign), 3, 1)
+            assert all(np.array_equal(a, b) for a, b in zip(calls[k], expected))
+
+
+def test_w8_stochastic_update_rounding_moves_where_nearest_cannot():
+    # lr = 0.2 LSB per unit z with m = 3: |lr * g| < 0.5 unless |g| > 2.5 (g ~ a mean of 3 signed z),
+    # so round-to-nearest (almost) never moves a weight, while unbiased stochastic rounding moves
+    # them by lr * g on average and still converges (the documented reason for update_rounding).
+    def run_with(last):
+        est = estimators.sign_m_spsa(samplers.gaussian_q8(), 3, 1)
+        tx = updates.chain(updates.scale_by_learning_rate(0.2), last)
+        return quadratic(_fit(precision.integer_space(8), est, tx, 600).params)
+
+    nearest = run_with(updates.round_to_int())
+    stochastic = run_with(updates.stochastic_round(0))
+    assert nearest > 0.95 * START
+    assert stochastic < 0.3 * START
+
+
+def test_paper_integer_recipe_trains():
+    space = precision.integer_space(8, "paper")
+    est = estimators.sign_m_spsa(samplers.gaussian_q8(), 3, 1, space, quantized=True)
+    tx = updates.integer_sgd(1.0)
+    final = _fit(space, est, tx, 300)
+    assert quadratic(final.params) < 0.05 * START
+
+
+def test_float_space_training():
+    space = precision.float_space()
+    est = estimators.sign_m_spsa(samplers.gaussian_q8(), 3, 0.5, space)
+    tx = updates.scale_by_learning_rate(0.5)
+    seen = set()
+
+    def loss(params):
+        seen.update(p.dtype for p in params)
+        return quadratic(params)
+
+    final = _fit(space, est, tx, 400, loss)
+    assert seen == {np.dtype(np.float32)} and all(p.dtype == np.float32 for p in final.params)
+    assert quadratic(final.params) < 0.01 * START

@@ -1,22 +1,79 @@
-"""Config -> composed objects: the only place that branches on the config."""
+"""Config -> composed objects: the only place that branches on the config.
+
+The composition order is fixed and documented here once:
+sampler = masked(kernel_normalized(momentum_guided(base)))   (each only if enabled)
+estimator = sharpness_aware(sign_m_spsa | spsa)               (SAM only if enabled)
+transform = chain(scale_by_learning_rate, scale_by_schedule, round_to_int | stochastic_round)
+            or, with arithmetic="paper", integer_sgd (the paper's integer g_q and lr).
+"""
 
 from __future__ import annotations
 
-from tflite_fg import estimators, samplers, updates
-from tflite_fg.config import TrainConfig
+from collections.abc import Sequence
 
-_SAMPLERS = {"gaussian": samplers.gaussian_q8, "rademacher": samplers.rademacher}
-_ESTIMATORS = {"sign_spsa": estimators.sign_m_spsa, "spsa": estimators.spsa}
+import numpy as np
+
+from tflite_fg import estimators, masks, precision, samplers, schedules, updates
+from tflite_fg.config import MASTER_LSB, TrainConfig
+
+_SAMPLERS = {"gaussian": samplers.gaussian_q8, "rademacher": samplers.rademacher, "binomial": samplers.binomial}
 
 
-def build_sampler(cfg: TrainConfig) -> samplers.Sampler:
-    return _SAMPLERS[cfg.distribution]()
+def build_space(cfg: TrainConfig) -> precision.WeightSpace:
+    """The precision mode's WeightSpace (fp32 lives in converters/: it needs TensorFlow)."""
+    if cfg.precision == "fp32":
+        return precision.float_space()
+    bits = 8 * (1 + (cfg.precision == "w16"))
+    return precision.integer_space(bits, cfg.arithmetic, cfg.engine_rounding)
 
 
-def build_estimator(cfg: TrainConfig) -> estimators.Estimator:
-    return _ESTIMATORS[cfg.estimator](build_sampler(cfg), cfg.m, cfg.eps_lsb)
+def build_masks(cfg: TrainConfig, initial_int8: Sequence[np.ndarray]) -> list[np.ndarray] | None:
+    """Static masks from the initial int8 kernels (so a resumed run rebuilds them)."""
+    return masks.make_masks(cfg.mask, initial_int8, cfg.sparsity, cfg.seed, cfg.mask_threshold_lsb)
+
+
+def build_sampler(cfg: TrainConfig, initial_int8: Sequence[np.ndarray] | None = None) -> samplers.Sampler:
+    sampler = _SAMPLERS[cfg.distribution]()
+    if cfg.momentum_alpha > 0:
+        sampler = samplers.momentum_guided(sampler, cfg.momentum_alpha, cfg.momentum_beta_min,
+                                           cfg.momentum_decay_steps)
+    if cfg.kernel_norm:
+        sampler = samplers.kernel_normalized(sampler, float(MASTER_LSB.get(cfg.precision, 1)))
+    if cfg.mask != "none":
+        if initial_int8 is None:
+            raise ValueError(f"mask={cfg.mask!r} needs the initial int8 kernels")
+        sampler = samplers.masked(sampler, build_masks(cfg, initial_int8))
+    return sampler
+
+
+def build_estimator(cfg: TrainConfig, initial_int8: Sequence[np.ndarray] | None = None,
+                    space: precision.WeightSpace | None = None) -> estimators.Estimator:
+    space = space or build_space(cfg)
+    sampler = build_sampler(cfg, initial_int8)
+    if cfg.estimator == "spsa":
+        est = estimators.spsa(sampler, cfg.m, cfg.eps_lsb, space)
+    else:
+        est = estimators.sign_m_spsa(sampler, cfg.m, cfg.eps_lsb, space, quantized=cfg.arithmetic == "paper")
+    if cfg.sam_rho > 0:
+        est = estimators.sharpness_aware(est, sampler, cfg.eps_lsb, cfg.sam_rho, space)
+    return est
+
+
+def build_schedule(cfg: TrainConfig) -> schedules.Schedule:
+    return schedules.make_schedule(cfg.schedule, cfg.steps, cfg.schedule_final, cfg.schedule_every,
+                                   cfg.schedule_factor)
 
 
 def build_transform(cfg: TrainConfig) -> updates.GradientTransformation:
-    """SGD on the integer grid: w <- w - round(lr * g)."""
-    return updates.chain(updates.scale_by_learning_rate(cfg.lr), updates.round_to_int())
+    """SGD on the master grid: w <- w - round(lr * sched(t) * g), lr scaled to master LSBs."""
+    lsb = MASTER_LSB.get(cfg.precision, 1)
+    lr = tuple(r * lsb for r in cfg.lr) if isinstance(cfg.lr, tuple) else cfg.lr * lsb
+    stochastic = cfg.update_rounding == "stochastic"
+    if cfg.arithmetic == "paper":
+        return updates.integer_sgd(lr, build_schedule(cfg), cfg.seed if stochastic else None)
+    parts = [updates.scale_by_learning_rate(lr)]
+    if cfg.schedule != "constant":
+        parts.append(updates.scale_by_schedule(build_schedule(cfg)))
+    if cfg.precision != "fp32":
+        parts.append(updates.stochastic_round(cfg.seed) if stochastic else updates.round_to_int())
+    return updates.chain(*parts)

@@ -166,7 +166,7 @@ def load_checkpoint(path: str | os.PathLike, expected_meta: dict | None = None) 
                            int(arrays["step"]), int(arrays["forward_passes"]))
     except (KeyError, IndexError, TypeError) as e:
         raise CheckpointError(f"{path} has an inconsistent structure ({e!r}). {_FIX}") from e
-    bad = [i for i, p in enumerate(params) if p.dtype != np.int8]
+    bad = [i for i, p in enumerate(params) if p.dtype not in (np.int8, np.int16, np.float32)]
     if bad:
-        raise CheckpointError(f"{path}: params {bad} are not int8. {_FIX}")
+        raise CheckpointError(f"{path}: params {bad} are not int8/int16/float32 master weights. {_FIX}")
     return state, meta

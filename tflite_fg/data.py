@@ -119,14 +119,15 @@ def resize_bilinear(images: np.ndarray, size: int | tuple[int, int]) -> np.ndarr
 
 
 def to_rgb32(images: np.ndarray, scale: float, offset: float) -> np.ndarray:
-    """uint8 [N,28,28] -> float32 [N,32,32,3]: resize, replicate grey to RGB, ``x*scale + offset``.
+    """uint8 [N,H,W] -> float32 [N,32,32,3]: resize, replicate grey to RGB, ``x*scale + offset``.
 
     Why: the MLPerf Tiny ResNet-8 takes 32x32x3 inputs; it was trained on
-    (x-128)/128, i.e. scale=1/128, offset=-1.
+    (x-128)/128, i.e. scale=1/128, offset=-1. Any grey size resizes (Fashion-MNIST
+    is 28x28, scikit-learn's digits 8x8).
     """
     x = np.asarray(images)
-    if x.ndim != 3 or x.shape[1:] != (28, 28) or x.dtype != np.uint8:
-        raise ValueError(f"to_rgb32 expects uint8 [N,28,28], got {x.dtype} {x.shape}")
+    if x.ndim != 3 or 0 in x.shape[1:] or x.dtype != np.uint8:
+        raise ValueError(f"to_rgb32 expects uint8 [N,H,W], got {x.dtype} {x.shape}")
     r = resize_bilinear(x, 32)
     r = r * np.float32(scale) + np.float32(offset)
     return np.repeat(r[..., None], 3, axis=-1).astype(np.float32, copy=False)

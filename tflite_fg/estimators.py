@@ -1,11 +1,11 @@
-"""Forward-gradient estimators: SPSA and the paper's Sign-m-SPSA, on int8 weights.
+"""Forward-gradient estimators: SPSA and the paper's Sign-m-SPSA, and the sharpness-aware wrapper.
 
-Each probe i perturbs the anchor weights on the integer weight grid,
-w+- = saturate_int8(w +- delta_i) with delta_i = round_shift(eps_lsb * z_q, M, k)
-and M/2**k ~= Dz (QZO-FF Eq. 6-8, without the paper's w*1_q rescale, so w stays
-exact), i.e. delta ~= eps * z in weight LSBs. Both w+ and w- are built from the
-anchor each time (never by reverse perturbation, which is not exact once
-values saturate) and the anchor is never written.
+Each probe i perturbs the anchor weights through the WeightSpace (precision.py),
+w+- = space.perturb(w, z_i, eps, +-1); for int8 weights with the default "anchored"
+arithmetic that is w+- = saturate_int8(w +- delta_i), delta_i = round_shift(eps * z_q, M, k),
+M/2**k ~= Dz, i.e. delta ~= eps * z in weight LSBs. Both w+ and w- are built from the
+anchor each time (never by reverse perturbation, which is not exact once values saturate)
+and the anchor is never written. eps is in int8 LSBs in every precision mode.
 """
 
 from __future__ import annotations
@@ -16,15 +16,12 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from tflite_fg import quant
+from tflite_fg import quant, rng
+from tflite_fg.precision import Z_MULTIPLIER, Z_SHIFT, WeightSpace, integer_space  # noqa: F401
 from tflite_fg.samplers import Sampler
 
 Params = Sequence[np.ndarray]
 LossFn = Callable[[Params], float]
-
-# M / 2**k ~= Dz: maps eps_lsb * z_q (scale Dz) to weight LSBs (scale 1).
-Z_MULTIPLIER, Z_SHIFT = quant.multiplier_shift(quant.Z_SCALE, 16)
-
 
 class Estimator(NamedTuple):
     """init(params) -> state; estimate(loss_fn, params, state, seed, step) -> (grads, state, info)."""
@@ -39,18 +36,21 @@ class _Probe(NamedTuple):
     loss_minus: float
 
 
-def _check_eps(eps_lsb: int | Sequence[int]) -> tuple[int, ...] | int:
+def _check_eps(eps_lsb: float | Sequence[float], space: WeightSpace) -> tuple[float, ...] | float:
     values = list(eps_lsb) if isinstance(eps_lsb, (list, tuple)) else [eps_lsb]
     for e in values:
-        if isinstance(e, bool) or not isinstance(e, (int, np.integer)) or e < 1:
-            raise ValueError(f"eps_lsb must be integers >= 1 (weight LSBs), got {eps_lsb!r}")
-    if isinstance(eps_lsb, (int, np.integer)):
-        return int(eps_lsb)
-    return tuple(int(e) for e in values)
+        if isinstance(e, bool) or not isinstance(e, (int, float, np.integer, np.floating)) or not e > 0:
+            raise ValueError(f"eps_lsb must be > 0 (int8 weight LSBs), got {eps_lsb!r}")
+        if space.integer and not (e * space.lsb >= 1 and float(e * space.lsb).is_integer()):
+            raise ValueError(f"eps_lsb={e!r} is not a whole number >= 1 of {space.name} master LSBs "
+                             f"(1/{int(space.lsb)} int8 LSB); for int8 weights it must be an integer >= 1")
+    if not isinstance(eps_lsb, (list, tuple)):
+        return float(eps_lsb)
+    return tuple(float(e) for e in values)
 
 
-def _per_tensor(eps: tuple[int, ...] | int, n: int) -> tuple[int, ...]:
-    if isinstance(eps, int):
+def _per_tensor(eps: tuple[float, ...] | float, n: int) -> tuple[float, ...]:
+    if isinstance(eps, float):
         return (eps,) * n
     if len(eps) != n:
         raise ValueError(f"eps_lsb has {len(eps)} entries but params has {n} tensors")
@@ -64,22 +64,26 @@ def _loss(loss_fn: LossFn, params: list[np.ndarray]) -> float:
     return value
 
 
+def _probe(sampler: Sampler, space: WeightSpace, eps_t: tuple[float, ...], loss_fn: LossFn, params: Params,
+           state: Any, seed: int, step: int, index: int) -> tuple[_Probe, Any]:
+    """One two-sided probe along perturbation `index` (2 loss evaluations)."""
+    z_q, state = sampler.sample(state, seed, step, index, params)
+    if [z.shape for z in z_q] != [np.shape(w) for w in params]:
+        raise ValueError("sampler state shapes do not match params; re-run init(params)")
+    plus, minus = space.perturb(params, z_q, eps_t, 1), space.perturb(params, z_q, eps_t, -1)
+    return _Probe(z_q, _loss(loss_fn, plus), _loss(loss_fn, minus)), state
+
+
 def _probes(
-    sampler: Sampler, m: int, eps: tuple[int, ...] | int,
+    sampler: Sampler, space: WeightSpace, m: int, eps: tuple[float, ...] | float,
     loss_fn: LossFn, params: Params, state: Any, seed: int, step: int,
 ) -> tuple[list[_Probe], Any]:
     """The m two-sided probes of one step (2m loss evaluations)."""
     eps_t = _per_tensor(eps, len(params))
-    anchor = [np.asarray(w).astype(np.int64) for w in params]
     probes = []
     for index in range(m):
-        z_q, state = sampler.sample(state, seed, step, index)
-        if [z.shape for z in z_q] != [w.shape for w in anchor]:
-            raise ValueError("sampler state shapes do not match params; re-run init(params)")
-        delta = [quant.round_shift(e * z.astype(np.int64), Z_MULTIPLIER, Z_SHIFT) for e, z in zip(eps_t, z_q)]
-        plus = [quant.saturate_int8(w + d) for w, d in zip(anchor, delta)]
-        minus = [quant.saturate_int8(w - d) for w, d in zip(anchor, delta)]
-        probes.append(_Probe(z_q, _loss(loss_fn, plus), _loss(loss_fn, minus)))
+        probe, state = _probe(sampler, space, eps_t, loss_fn, params, state, seed, step, index)
+        probes.append(probe)
     return probes, state
 
 
@@ -98,43 +102,72 @@ def sign_gradient_from_sum(s: np.ndarray, m: int) -> np.ndarray:
     return np.asarray(s, dtype=np.int32).astype(np.float32) * np.float32(quant.Z_SCALE / m)
 
 
-def sign_m_spsa(sampler: Sampler, m: int, eps_lsb: int | Sequence[int]) -> Estimator:
+def sign_m_spsa(sampler: Sampler, m: int, eps_lsb: float | Sequence[float],
+                space: WeightSpace | None = None, quantized: bool = False) -> Estimator:
     """g = (1/m) sum_i sign(L(w + eps z_i) - L(w - eps z_i)) z_i (the paper's Sign-m-SPSA).
 
-    Exact integer sum S = sum_i sign_i * z_q,i (int32; sign(0) = 0), then
+    Exact integer sum S = sum_i sign_i * z_q,i (int32; sign(0) = 0), then either
     g = float32(S) * float32(Z_SCALE / m): Z_SCALE / m in float64, rounded once
-    to float32, one float32 multiply (Java: (float) S * (float) (Z_SCALE / m)).
+    to float32, one float32 multiply (Java: (float) S * (float) (Z_SCALE / m)); or, with
+    quantized=True, the paper's 8-bit g_q = round(S / m) on the scale Dz (QZO-FF Eq. 7).
     """
     _check_m(m)
-    eps = _check_eps(eps_lsb)
+    space = space or integer_space(8)
+    eps = _check_eps(eps_lsb, space)
 
     def estimate(loss_fn: LossFn, params: Params, state: Any, seed: int, step: int):
-        probes, state = _probes(sampler, m, eps, loss_fn, params, state, seed, step)
+        probes, state = _probes(sampler, space, m, eps, loss_fn, params, state, seed, step)
         grads = []
         for t in range(len(params)):
             s = sum(np.int32(np.sign(p.loss_plus - p.loss_minus)) * p.z_q[t].astype(np.int32) for p in probes)
-            grads.append(sign_gradient_from_sum(np.asarray(s, dtype=np.int32), m))
-        return grads, state, _info(probes)
+            s = np.asarray(s, dtype=np.int32)
+            grads.append(quant.sign_gradient_q8(np.clip(s, -127 * m, 127 * m), m) if quantized
+                         else sign_gradient_from_sum(s, m))
+        return grads, sampler.observe(state, grads), _info(probes)
 
     return Estimator(sampler.init, estimate)
 
 
-def spsa(sampler: Sampler, m: int, eps_lsb: int | Sequence[int]) -> Estimator:
+def spsa(sampler: Sampler, m: int, eps_lsb: float | Sequence[float], space: WeightSpace | None = None) -> Estimator:
     """g = (1/m) sum_i (L+ - L-) / (2 eps) z_i: the magnitude version, for comparison.
 
     g is in loss per weight LSB (eps in LSBs), accumulated in float64, returned float32.
     """
     _check_m(m)
-    eps = _check_eps(eps_lsb)
+    space = space or integer_space(8)
+    eps = _check_eps(eps_lsb, space)
 
     def estimate(loss_fn: LossFn, params: Params, state: Any, seed: int, step: int):
-        probes, state = _probes(sampler, m, eps, loss_fn, params, state, seed, step)
+        probes, state = _probes(sampler, space, m, eps, loss_fn, params, state, seed, step)
         eps_t = _per_tensor(eps, len(params))
         grads = []
         for t, e in enumerate(eps_t):
             acc = sum((p.loss_plus - p.loss_minus) / (2.0 * e) * (p.z_q[t].astype(np.float64) * quant.Z_SCALE)
                       for p in probes)
             grads.append((np.asarray(acc, dtype=np.float64) / m).astype(np.float32))
-        return grads, state, _info(probes)
+        return grads, sampler.observe(state, grads), _info(probes)
 
     return Estimator(sampler.init, estimate)
+
+
+def sharpness_aware(inner: Estimator, sampler: Sampler, eps_lsb: float | Sequence[float], rho: float = 1.0,
+                    space: WeightSpace | None = None) -> Estimator:
+    """The paper's sharpness-aware perturbation: before the QZO-FF step, one extra probe along
+    z_a (index rng.ASCENT_INDEX) moves to the neighbour w' = w + sign(L+ - L-) rho eps z_a on the
+    uphill side, and the inner estimator's gradient is taken at w' and applied to w (SAM,
+    Foret et al. 2021, with a zeroth-order ascent). Costs 2 extra forward passes per step."""
+    space = space or integer_space(8)
+    eps = _check_eps(eps_lsb, space)
+    if not rho > 0:
+        raise ValueError(f"sharpness-aware rho must be > 0 (in units of eps), got {rho}")
+
+    def estimate(loss_fn: LossFn, params: Params, state: Any, seed: int, step: int):
+        eps_t = _per_tensor(eps, len(params))
+        probe, _ = _probe(sampler, space, eps_t, loss_fn, params, state, seed, step, rng.ASCENT_INDEX)
+        uphill = 1 if probe.loss_plus >= probe.loss_minus else -1
+        neighbour = space.perturb(params, probe.z_q, tuple(e * rho for e in eps_t), uphill)
+        grads, state, info = inner.estimate(loss_fn, neighbour, state, seed, step)
+        losses = [probe.loss_plus, probe.loss_minus] + info["losses"]
+        return grads, state, {**info, "losses": losses, "forward_passes": info["forward_passes"] + 2}
+
+    return Estimator(inner.init, estimate)

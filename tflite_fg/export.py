@@ -12,7 +12,25 @@ from typing import Sequence
 
 import numpy as np
 
+from tflite_fg import quant
 from tflite_fg.metadata import Metadata, sha256_bytes, write_model
+
+
+def to_int8(params: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """The deployable int8 kernels: int8 as is; float weights in int8-LSB units (the fp32 baseline)
+    rounded to nearest and saturated, i.e. post-training quantization on the model's fixed scales."""
+    out = []
+    for p in params:
+        p = np.asarray(p)
+        if p.dtype == np.int8:
+            out.append(p)
+        elif np.issubdtype(p.dtype, np.floating):
+            if not np.all(np.isfinite(p)):
+                raise ValueError("cannot export non-finite weights")
+            out.append(quant.saturate_int8(np.rint(p).astype(np.int64)))
+        else:
+            raise ValueError(f"export needs int8 kernels or float LSB weights, got {p.dtype} (use space.to_engine)")
+    return out
 
 
 def patch_kernels(model_bytes: bytes, meta: Metadata, params: Sequence[np.ndarray]) -> bytes:

@@ -29,6 +29,15 @@ def saturate_int8(x: np.ndarray) -> np.ndarray:
     return np.clip(x, INT8_MIN, INT8_MAX).astype(np.int8)
 
 
+def saturate(x: np.ndarray, bits: int) -> np.ndarray:
+    """Clip integers to the symmetric narrow range of `bits` (int8: +-127, int16: +-32767)."""
+    x = np.asarray(x)
+    if not np.issubdtype(x.dtype, np.integer):
+        raise TypeError(f"saturate needs integers (round first), got dtype {x.dtype}")
+    qmax = (1 << (bits - 1)) - 1
+    return np.clip(x, -qmax, qmax).astype(np.int8 if bits == 8 else np.int16 if bits == 16 else np.int32)
+
+
 def round_shift(x: np.ndarray, multiplier: int, shift: int) -> np.ndarray:
     """(x*M + 2**(k-1)) >> k in int64: x * M/2**k rounded half up (arithmetic shift).
 
@@ -123,3 +132,56 @@ def gaussian_q8_from_uint32(u: np.ndarray) -> np.ndarray:
     u = np.asarray(u, dtype=np.uint32)
     count = np.searchsorted(GAUSSIAN_THRESHOLDS, u, side="right")
     return (count.astype(np.int64) + INT8_MIN).astype(np.int8)
+
+
+def round_shift_stochastic(x: np.ndarray, multiplier: int, shift: int, u: np.ndarray) -> np.ndarray:
+    """(x*M + r) >> k with r = u >> (32 - k) uniform in [0, 2**k): x*M/2**k rounded up with
+    probability equal to its fraction (unbiased), from uint32 draws u (1 <= k <= 32)."""
+    if not 1 <= shift <= 32:
+        raise ValueError(f"shift must be in [1, 32], got {shift}")
+    x = np.asarray(x)
+    if not np.issubdtype(x.dtype, np.integer):
+        raise TypeError(f"round_shift_stochastic needs integers, got dtype {x.dtype}")
+    r = np.asarray(u, dtype=np.uint32).astype(np.int64) >> np.int64(32 - shift)
+    return (x.astype(np.int64) * np.int64(multiplier) + r) >> np.int64(shift)
+
+
+# ---- QZO-FF (paper Eq. 6-8), step by step -------------------------------------------------
+ACC_MAX = (1 << 31) - 1  # the paper's 32-bit accumulator
+
+
+def quantize_eps(eps: float, weight_scale: float) -> int:
+    """eps_q = round(eps / Dw): the perturbation size on the weight grid (>= 1 LSB)."""
+    eps_q = round(eps / weight_scale)
+    if eps_q < 1:
+        raise ValueError(f"eps={eps} is below half a weight LSB ({weight_scale}); eps_q would be 0")
+    return eps_q
+
+
+def perturb_paper(w_q: np.ndarray, z_q: np.ndarray, eps_q: int, sign: int, bits: int,
+                  multiplier: int, shift: int) -> np.ndarray:
+    """w_q+- = ((w_q * 1_q +- eps_q * z_q) * M) >> k, M/2**k ~= Dz (QZO-FF Eq. 6).
+
+    w_q * 1_q puts the weight on the scale Dw*Dz of eps_q*z_q; the 32-bit accumulator must
+    not overflow (checked); M >> k requantizes back to Dw. Note 1_q*Dz = 36*3.5/127 = 0.992,
+    so the anchor itself shrinks by 0.8% (|w_q| >= 64 moves by an LSB at 8 bits).
+    """
+    acc = np.asarray(w_q).astype(np.int64) * ONE_Q + int(sign) * int(eps_q) * np.asarray(z_q).astype(np.int64)
+    if acc.size and int(np.max(np.abs(acc))) > ACC_MAX:
+        raise OverflowError("QZO-FF accumulator exceeds 32 bits; lower eps_q")
+    return saturate(round_shift(acc, multiplier, shift), bits)
+
+
+def sign_gradient_q8(s: np.ndarray, m: int) -> np.ndarray:
+    """g_q = round(S / m), half away from zero, int8 on the scale Dz (QZO-FF Eq. 7).
+
+    S = sum_i sign(L+_i - L-_i) z_q,i, so |S| <= 127 m and g_q fits int8."""
+    s = np.asarray(s).astype(np.int64)
+    q = (2 * np.abs(s) + m) // (2 * m)
+    return (np.sign(s) * q).astype(np.int8)
+
+
+def update_paper(w_q: np.ndarray, g_q: np.ndarray, multiplier: int, shift: int, bits: int) -> np.ndarray:
+    """w_q <- w_q - round((Dlr * Dz / Dw) * g_q) with M/2**k ~= Dlr*Dz/Dw (QZO-FF Eq. 8)."""
+    step = round_shift(np.asarray(g_q).astype(np.int64), multiplier, shift)
+    return saturate(np.asarray(w_q).astype(np.int64) - step, bits)

@@ -17,6 +17,14 @@ MIX_MUL2 = 0x94D049BB133111EB
 # Reserved `index` of the mini-batch stream (-1 as a Java long), so that it
 # never collides with a perturbation index 0..m-1.
 MINIBATCH_INDEX = MASK64
+# Further reserved indices (counting down from -1), one stream family per purpose, so no
+# two purposes ever read the same numbers. A perturbation's second Gaussian draw (momentum-
+# guided sampling) uses index + SECOND_DRAW.
+ASCENT_INDEX = MASK64 - 1        # sharpness-aware ascent probe of a step
+ENGINE_ROUND_INDEX = MASK64 - 2  # stochastic rounding of the w16 master copy for the engine
+UPDATE_ROUND_INDEX = MASK64 - 3  # stochastic rounding of integer updates
+MASK_INDEX = MASK64 - 4          # random sparse-update masks (step 0)
+SECOND_DRAW = 1 << 32
 
 _U64 = np.uint64
 

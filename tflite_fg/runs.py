@@ -1,4 +1,4 @@
-"""Where the default task's artifacts live, and the small records a run writes (no printing here)."""
+"""Where the tasks' artifacts live, and the small records a run writes (no printing here)."""
 from __future__ import annotations
 
 import json
@@ -8,11 +8,16 @@ import resource
 
 from tflite_fg import assets
 from tflite_fg.atomic import atomic_write
+from tflite_fg.tasks import TASKS
 
 
-def default_model_path(shots: int, seed: int, trainable: str, cache: str | os.PathLike | None = None) -> pathlib.Path:
+def default_model_path(task: str, shots: int, seed: int, trainable: str,
+                       cache: str | os.PathLike | None = None) -> pathlib.Path:
+    """Cached conversion of ``task``'s (one of tasks.TASKS) ResNet-8: ``<task>_resnet8_k<shots>_s<seed>_<tag>``."""
+    if task not in TASKS:
+        raise ValueError(f"unknown task {task!r}; choices: {', '.join(TASKS)}")
     tag = trainable.replace(":", "").replace(",", "-")
-    return assets.cache_dir(cache) / "converted" / f"fmnist_resnet8_k{shots}_s{seed}_{tag}.tflite"
+    return assets.cache_dir(cache) / "converted" / f"{task}_resnet8_k{shots}_s{seed}_{tag}.tflite"
 
 
 def peak_rss_mb() -> float:

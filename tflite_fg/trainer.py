@@ -14,39 +14,44 @@ from typing import Any
 import numpy as np
 
 from tflite_fg.estimators import Estimator, LossFn
-from tflite_fg.updates import GradientTransformation, apply_updates_int8
+from tflite_fg.precision import WeightSpace, integer_space
+from tflite_fg.updates import GradientTransformation
+
+INT8 = integer_space(8)
 
 
 @dataclass(frozen=True, eq=False)
 class TrainState:
     """Everything a resumed run needs (besides seed and config)."""
 
-    params: list[np.ndarray]
+    params: list[np.ndarray]  # the WeightSpace's master copy (int8 kernels for w8)
     estimator_state: Any
     transform_state: Any
     step: int = 0
     forward_passes: int = 0
 
 
-def init_state(params: Sequence[np.ndarray], estimator: Estimator, transform: GradientTransformation) -> TrainState:
-    """Step 0 over copies of the int8 params (the caller's arrays are never written)."""
-    for i, p in enumerate(params):
-        if np.asarray(p).dtype != np.int8:
-            raise TypeError(f"params[{i}] must be int8 (quantize first), got {np.asarray(p).dtype}")
-    params = [np.array(p, copy=True) for p in params]
+def init_state(params: Sequence[np.ndarray], estimator: Estimator, transform: GradientTransformation,
+               space: WeightSpace = INT8) -> TrainState:
+    """Step 0: the space's master copy of the int8 kernels (the caller's arrays are never written)."""
+    params = [np.array(p, copy=True) for p in space.from_int8(params)]
     return TrainState(params, estimator.init(params), transform.init(params))
 
 
 def train_step(
     state: TrainState, loss_fn: LossFn, estimator: Estimator, transform: GradientTransformation, seed: int,
+    space: WeightSpace = INT8,
 ) -> tuple[TrainState, dict]:
-    """Estimate g (2m forward passes), transform it to integer updates, apply them saturating.
+    """Estimate g (2m forward passes) on the master copy, transform it to updates, apply them.
 
-    log["loss"] is the mean of the 2m perturbed losses (free; no extra forward pass).
+    loss_fn sees space.to_engine(master): the int8 kernels the engine runs. log["loss"] is the
+    mean of the perturbed losses (free; no extra forward pass).
     """
-    grads, est_state, info = estimator.estimate(loss_fn, state.params, state.estimator_state, seed, state.step)
+    step = state.step
+    engine_loss = lambda params: loss_fn(space.to_engine(params, seed, step))  # noqa: E731
+    grads, est_state, info = estimator.estimate(engine_loss, state.params, state.estimator_state, seed, step)
     updates, tx_state = transform.update(grads, state.transform_state, state.params)
-    params = apply_updates_int8(state.params, updates)
+    params = space.apply(state.params, updates)
     passes = state.forward_passes + info["forward_passes"]
     new = TrainState(params, est_state, tx_state, state.step + 1, passes)
     changed = sum(int(np.count_nonzero(a != b)) for a, b in zip(params, state.params))
@@ -57,11 +62,11 @@ def train_step(
 
 def fit(
     state: TrainState, make_loss_fn: Callable[[int], LossFn], estimator: Estimator,
-    transform: GradientTransformation, seed: int, num_steps: int,
+    transform: GradientTransformation, seed: int, num_steps: int, space: WeightSpace = INT8,
 ) -> Iterator[tuple[TrainState, dict]]:
     """Yield (state, log) after each step until state.step == num_steps (a total, so a
     resumed state runs only the remaining steps). make_loss_fn(step) binds that step's
     mini-batch, e.g. from rng.minibatch_indices(seed, step, n, batch_size)."""
     while state.step < num_steps:
-        state, log = train_step(state, make_loss_fn(state.step), estimator, transform, seed)
+        state, log = train_step(state, make_loss_fn(state.step), estimator, transform, seed, space)
         yield state, log

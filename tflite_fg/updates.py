@@ -2,10 +2,11 @@
 
 A GradientTransformation is a NamedTuple (init, update) of pure functions with
 explicit state; `chain` composes them. The plain recipe is
-chain(scale_by_learning_rate(lr), round_to_int()) then apply_updates_int8,
+chain(scale_by_learning_rate(lr), round_to_int()) then WeightSpace.apply,
 i.e. the paper's w_q <- w_q - round(lr * g) with the learning rate in weight
-LSBs per unit of z. Schedules, momentum, stochastic rounding or masks are
-further transforms in the chain, not flags.
+LSBs per unit of z. Schedules and stochastic rounding are further transforms
+in the chain; integer_sgd is the paper's all-integer update (QZO-FF Eq. 8).
+A WeightSpace (precision.py) applies the result to its master copy.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from tflite_fg import quant
+from tflite_fg import quant, rng
+from tflite_fg.schedules import Schedule
 
 Params = Sequence[np.ndarray]
 Updates = list[np.ndarray]
@@ -36,8 +38,22 @@ class GradientTransformation(NamedTuple):
     update: Callable[[Updates, Any, Params | None], tuple[Updates, Any]]
 
 
+class CountState(NamedTuple):
+    """Steps seen so far (int64 scalar): schedules and random streams index by it."""
+
+    count: np.ndarray
+
+
 def _empty_init(params: Params) -> EmptyState:
     return EmptyState()
+
+
+def _count_init(params: Params) -> CountState:
+    return CountState(np.array(0, np.int64))
+
+
+def _next(state: CountState) -> CountState:
+    return CountState(np.array(int(state.count) + 1, np.int64))
 
 
 def chain(*transforms: GradientTransformation) -> GradientTransformation:
@@ -99,16 +115,76 @@ def round_to_int() -> GradientTransformation:
     return GradientTransformation(_empty_init, update)
 
 
-def apply_updates_int8(params: Params, updates: Updates) -> list[np.ndarray]:
-    """New int8 params saturate_int8(w + u); integer updates only (round first)."""
-    if len(params) != len(updates):
-        raise ValueError(f"{len(params)} params but {len(updates)} updates")
-    new = []
-    for w, u in zip(params, updates):
-        u = np.asarray(u)
-        if not np.issubdtype(u.dtype, np.integer):
-            raise TypeError(f"apply_updates_int8 needs integer updates (add round_to_int), got {u.dtype}")
-        if u.shape != np.shape(w):
-            raise ValueError(f"update shape {u.shape} does not match param shape {np.shape(w)}")
-        new.append(quant.saturate_int8(np.asarray(w).astype(np.int64) + u.astype(np.int64)))
-    return new
+def scale_by_schedule(schedule: Schedule) -> GradientTransformation:
+    """updates *= float32(schedule(count)), count = steps seen (a learning-rate schedule)."""
+
+    def update(updates: Updates, state: CountState, params: Params | None = None) -> tuple[Updates, CountState]:
+        factor = np.float32(schedule(int(state.count)))
+        return [factor * np.asarray(u, dtype=np.float32) for u in updates], _next(state)
+
+    return GradientTransformation(_count_init, update)
+
+
+def stochastic_round(seed: int) -> GradientTransformation:
+    """floor(x) + 1 with probability frac(x), else floor(x): unbiased, so updates far below one
+    LSB still move weights on average (what makes int8-only training progress).
+
+    The draw for element e of tensor t at count c is u_e of
+    rng.uint32_stream(stream_key(seed, c, UPDATE_ROUND_INDEX, t)); round up iff frac * 2**32 > u_e
+    (frac = x - floor(x) is exact in float32, the product exact in float64).
+    """
+
+    def update(updates: Updates, state: CountState, params: Params | None = None) -> tuple[Updates, CountState]:
+        out = []
+        for t, u in enumerate(updates):
+            x = np.asarray(u, dtype=np.float32)
+            if not np.all(np.isfinite(x)):  # before the clip, which would turn +-inf into +-2**24
+                raise ValueError("stochastic_round got non-finite updates")
+            x = np.clip(x, -_ROUND_LIMIT, _ROUND_LIMIT)
+            floor = np.floor(x)
+            draws = rng.uint32_stream(rng.stream_key(seed, int(state.count), rng.UPDATE_ROUND_INDEX, t), x.size)
+            up = (x - floor).astype(np.float64) * 4294967296.0 > draws.reshape(x.shape).astype(np.float64)
+            out.append(floor.astype(np.int32) + up.astype(np.int32))
+        return out, _next(state)
+
+    return GradientTransformation(_count_init, update)
+
+
+LR_SHIFT = 24  # Q24 learning-rate multiplier of integer_sgd: lr * Dz down to 6e-8 LSB stays representable
+
+
+def integer_sgd(lr: float | Sequence[float], schedule: Schedule | None = None,
+                stochastic_seed: int | None = None) -> GradientTransformation:
+    """The paper's integer update u = -round((lr * Dz) * g_q) on an int8 g_q (QZO-FF Eq. 8).
+
+    lr is in master LSBs per unit of z (Dlr / Dw of the paper), one per tensor or shared, times
+    the schedule. The product is a multiply-and-shift: M_t = round(lr_t * sched(count) * Dz * 2**24)
+    (float64, once per step and tensor), u = (-g_q * M_t + r) >> 24 with r = 2**23 (nearest) or
+    the top 24 bits of a uniform draw of the update-rounding stream (stochastic).
+    """
+    rates = [float(r) for r in lr] if isinstance(lr, (list, tuple)) else None
+    for r in rates or [lr]:
+        if not (math.isfinite(r) and r > 0):
+            raise ValueError(f"lr must be finite and > 0, got {lr}")
+    schedule = schedule or (lambda step: 1.0)
+
+    def update(updates: Updates, state: CountState, params: Params | None = None) -> tuple[Updates, CountState]:
+        per_tensor = rates if rates is not None else [float(lr)] * len(updates)
+        if len(per_tensor) != len(updates):
+            raise ValueError(f"lr has {len(per_tensor)} entries but there are {len(updates)} tensors")
+        count, factor, out = int(state.count), schedule(int(state.count)), []
+        for t, (g, r) in enumerate(zip(updates, per_tensor)):
+            g = np.asarray(g)
+            if not np.issubdtype(g.dtype, np.integer):
+                raise TypeError(f"integer_sgd needs the integer g_q (sign_m_spsa(quantized=True)), got {g.dtype}")
+            multiplier = int(round(r * factor * quant.Z_SCALE * (1 << LR_SHIFT)))
+            neg = -g.astype(np.int64)
+            if stochastic_seed is None:
+                u = quant.round_shift(neg, multiplier, LR_SHIFT) if multiplier else np.zeros(g.shape, np.int64)
+            else:
+                draws = rng.uint32_stream(rng.stream_key(stochastic_seed, count, rng.UPDATE_ROUND_INDEX, t), g.size)
+                u = quant.round_shift_stochastic(neg, multiplier, LR_SHIFT, draws.reshape(g.shape))
+            out.append(u.astype(np.int32))
+        return out, _next(state)
+
+    return GradientTransformation(_count_init, update)

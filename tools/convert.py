@@ -56,7 +56,7 @@ def main(argv):
         assets.ensure_assets(FLAGS.cache_dir, log=print)
         task = tasks.load_fmnist_fewshot(FLAGS.shots, 1, FLAGS.data_seed, FLAGS.cache_dir)
         model_bytes, meta = ctasks.convert_fmnist_fewshot(task, FLAGS.trainable, FLAGS.headroom, FLAGS.cache_dir)
-        out = FLAGS.out or runs.default_model_path(FLAGS.shots, FLAGS.data_seed, FLAGS.trainable, FLAGS.cache_dir)
+        out = FLAGS.out or runs.default_model_path("fmnist", FLAGS.shots, FLAGS.data_seed, FLAGS.trainable, FLAGS.cache_dir)
     pipeline.save(out, model_bytes, meta)
     print(f"wrote {out} ({len(model_bytes) / 1024:.1f} KiB) + {out}.json in {time.time() - t0:.1f}s")
     for t in meta.trainable:

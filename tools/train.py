@@ -3,6 +3,9 @@
   python tools/train.py                  # default task: ResNet-8 -> Fashion-MNIST, 20 shots/class
   python tools/train.py --out=runs/a     # + result.json, config.json, checkpoint.npz, trained.tflite
   python tools/train.py --out=runs/a --resume
+  python tools/train.py --precision=w16 --arithmetic=paper      # the paper's 16w8a QZO-FF recipe
+  python tools/train.py --precision=w8 --update_rounding=stochastic --mask=topk --sparsity=0.9
+  python tools/train.py --precision=fp32                         # "FF fp": float Keras model (TensorFlow)
 """
 import _paths  # noqa: F401
 
@@ -10,17 +13,20 @@ import dataclasses
 import pathlib
 import sys
 import time
+from typing import Callable, NamedTuple
 
 import numpy as np
 from absl import app, flags
 
-from tflite_fg import assets, build, checkpoint, export, objective, runs, tasks, trainer
-from tflite_fg.config import DISTRIBUTIONS, ESTIMATORS, TrainConfig
+from tflite_fg import assets, build, checkpoint, export, masks, objective, runs, schedules, tasks, trainer
+from tflite_fg.config import DISTRIBUTIONS, ESTIMATORS, PRECISIONS, TrainConfig
 from tflite_fg.model import ENGINES, FgModel
+from tflite_fg.precision import ARITHMETICS, ROUNDINGS
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model", None, "Converted .tflite (with <model>.json); unset: the default task's model, "
                     "converted on first use.")
+flags.DEFINE_enum("task", "fmnist", tasks.TASKS, "Default task (when --data is unset): fmnist or digits few-shot.")
 flags.DEFINE_string("data", None, "Own data: .npz with x_train, y_train, x_test, y_test (preprocessed float); "
                     "unset: the default Fashion-MNIST few-shot task.")
 flags.DEFINE_integer("shots", 20, "Default task: labelled training images per class.")
@@ -31,12 +37,31 @@ flags.DEFINE_integer("seed", 0, "Seed of perturbations and mini-batches.")
 flags.DEFINE_integer("steps", 5000, "Training steps (each 2m forward passes).")
 flags.DEFINE_integer("batch_size", 64, "Mini-batch size.")
 flags.DEFINE_integer("m", 3, "Perturbations per step (Sign-m-SPSA).")
-flags.DEFINE_integer("eps_lsb", 8, "Perturbation scale in weight LSBs.")
+flags.DEFINE_float("eps_lsb", 8, "Perturbation scale in int8 weight LSBs (w8: whole LSBs; w16: multiples "
+                   "of 1/256).")
 flags.DEFINE_float("lr", 1.0, "Learning rate of the last trainable tensor (the head), in weight LSBs per unit of z.")
 flags.DEFINE_float("body_lr_scale", 0.4, "The other trainable tensors use lr * body_lr_scale: with round-to-"
                    "nearest, fewer +-1 LSB steps on a conv block keep its random walk down (docs/design.md).")
 flags.DEFINE_enum("distribution", "gaussian", DISTRIBUTIONS, "Perturbation distribution.")
 flags.DEFINE_enum("estimator", "sign_spsa", ESTIMATORS, "Gradient estimator.")
+flags.DEFINE_enum("precision", "w8", PRECISIONS, "Master weights: w8 (the int8 kernels only), w16 (int16 master "
+                  "copy, engine gets its int8 rounding: the paper's 16w8a), fp32 (float Keras model, TensorFlow).")
+flags.DEFINE_enum("arithmetic", "anchored", ARITHMETICS, "anchored: w +- round(eps z), float32 lr; paper: QZO-FF "
+                  "Eq. 6-8 exactly ((w 1_q +- eps_q z_q) M >> k, 8-bit g_q, integer lr multiply-shift).")
+flags.DEFINE_enum("update_rounding", "nearest", ROUNDINGS, "Rounding of the weight update to the master grid.")
+flags.DEFINE_enum("engine_rounding", "nearest", ROUNDINGS, "w16: rounding of the master copy for the engine.")
+flags.DEFINE_float("momentum_alpha", 0.0, "Momentum-guided sampling alpha (0: off).")
+flags.DEFINE_float("momentum_beta_min", 0.5, "Momentum-guided sampling: final beta (1 = purely random).")
+flags.DEFINE_integer("momentum_decay_steps", 1000, "Momentum-guided sampling: steps for beta to go 1 -> min.")
+flags.DEFINE_float("sam_rho", 0.0, "Sharpness-aware ascent step in units of eps (0: off; +2 forward passes/step).")
+flags.DEFINE_bool("kernel_norm", False, "Kernel-wise normalization of perturbations: z_i / ||z_i|| * ||w_i||.")
+flags.DEFINE_enum("mask", "none", masks.KINDS, "Sparse update mask over the trainable weights.")
+flags.DEFINE_float("sparsity", 0.9, "topk/random masks: fraction of each tensor frozen.")
+flags.DEFINE_float("mask_threshold_lsb", 8.0, "threshold mask: train weights with |w| >= this (int8 LSBs).")
+flags.DEFINE_enum("schedule", "constant", schedules.KINDS, "Learning-rate schedule.")
+flags.DEFINE_float("schedule_final", 0.0, "cosine: final lr multiplier.")
+flags.DEFINE_integer("schedule_every", 1000, "step: decay period in steps.")
+flags.DEFINE_float("schedule_factor", 0.5, "step: lr multiplier per period.")
 flags.DEFINE_enum("engine", "xnnpack", sorted(ENGINES), "LiteRT kernels (see docs/design.md).")
 flags.DEFINE_integer("num_threads", None, "Interpreter threads (default: LiteRT's).")
 flags.DEFINE_integer("eval_every", 250, "Evaluate test accuracy every N steps (0: only at the end).")
@@ -47,48 +72,94 @@ flags.DEFINE_bool("resume", False, "Continue the run in --out from its checkpoin
 flags.DEFINE_string("cache_dir", None, "Asset cache (default $TFLITE_FG_CACHE or ~/.cache/tflite_fg).")
 
 
-def _load_data(model: FgModel):
+class _Data(NamedTuple):
+    name: str
+    x_train: np.ndarray  # float, preprocessed
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    task: tasks.FewShotTask | None  # the default task (needed to rebuild the float model for fp32)
+
+
+def _load_data() -> _Data:
     if FLAGS.data:
         with np.load(FLAGS.data, allow_pickle=False) as d:
-            x_tr, y_tr, x_te, y_te = (d[k] for k in ("x_train", "y_train", "x_test", "y_test"))
-        name = pathlib.Path(FLAGS.data).stem
-    else:
-        t = tasks.load_fmnist_fewshot(FLAGS.shots, FLAGS.n_test, FLAGS.data_seed, FLAGS.cache_dir)
-        x_tr, y_tr, x_te, y_te = t.x_support, t.y_support, t.x_test, t.y_test
-        name = f"fmnist-fewshot-k{FLAGS.shots}"
-    return (name, model.quantize_input(x_tr), model.check_labels(y_tr, len(x_tr)),
-            model.quantize_input(x_te), model.check_labels(y_te, len(x_te)))
+            arrays = [d[k] for k in ("x_train", "y_train", "x_test", "y_test")]
+        return _Data(pathlib.Path(FLAGS.data).stem, *arrays, None)
+    t = tasks.load_task(FLAGS.task, FLAGS.shots, FLAGS.n_test, FLAGS.data_seed, FLAGS.cache_dir)
+    return _Data(f"{FLAGS.task}-fewshot-k{FLAGS.shots}", t.x_support, t.y_support, t.x_test, t.y_test, t)
 
 
 def _model_path() -> pathlib.Path:
     if FLAGS.model:
         return pathlib.Path(FLAGS.model)
     assets.ensure_assets(FLAGS.cache_dir, log=print)
-    path = runs.default_model_path(FLAGS.shots, FLAGS.data_seed, FLAGS.trainable, FLAGS.cache_dir)
+    path = runs.default_model_path(FLAGS.task, FLAGS.shots, FLAGS.data_seed, FLAGS.trainable, FLAGS.cache_dir)
     if not path.exists():
         print(f"converting the default model to {path} (once) ...")
         from converters import pipeline, tasks as ctasks  # TensorFlow only on this path
-        task = tasks.load_fmnist_fewshot(FLAGS.shots, 1, FLAGS.data_seed, FLAGS.cache_dir)
-        pipeline.save(path, *ctasks.convert_fmnist_fewshot(task, FLAGS.trainable, cache=FLAGS.cache_dir))
+        task = tasks.load_task(FLAGS.task, FLAGS.shots, 1, FLAGS.data_seed, FLAGS.cache_dir)
+        pipeline.save(path, *ctasks.convert_fewshot(FLAGS.task, task, FLAGS.trainable, cache=FLAGS.cache_dir))
     return path
+
+
+def _config(n_tensors: int) -> TrainConfig:
+    lr = (FLAGS.lr * FLAGS.body_lr_scale,) * (n_tensors - 1) + (FLAGS.lr,)
+    eps = int(FLAGS.eps_lsb) if float(FLAGS.eps_lsb).is_integer() else FLAGS.eps_lsb
+    names = ("seed", "steps", "batch_size", "m", "distribution", "estimator", "precision", "arithmetic",
+             "update_rounding", "engine_rounding", "momentum_alpha", "momentum_beta_min", "momentum_decay_steps",
+             "sam_rho", "kernel_norm", "mask", "sparsity", "mask_threshold_lsb", "schedule", "schedule_final",
+             "schedule_every", "schedule_factor")
+    try:
+        return TrainConfig(eps_lsb=eps, lr=lr, **{n: getattr(FLAGS, n) for n in names})
+    except ValueError as e:
+        raise app.UsageError(str(e)) from e
+
+
+class _Objective(NamedTuple):
+    """What training needs from a model: initial weights, per-step losses, accuracy."""
+
+    initial: list[np.ndarray]
+    make_loss: Callable[[int], Callable]
+    accuracy: Callable[[np.ndarray, np.ndarray, list[np.ndarray]], float]  # (x, y, engine params)
+    x_train: np.ndarray
+    x_test: np.ndarray
+
+
+def _objective(model: FgModel, data: _Data, cfg: TrainConfig) -> _Objective:
+    if cfg.precision != "fp32":
+        xq_tr, xq_te = model.quantize_input(data.x_train), model.quantize_input(data.x_test)
+        return _Objective(model.initial_params(), objective.minibatch_loss(model, xq_tr, data.y_train, cfg.seed,
+                                                                           cfg.batch_size),
+                          model.accuracy, xq_tr, xq_te)
+    if data.task is None:
+        raise app.UsageError("--precision=fp32 rebuilds the float model of a default task; it cannot use --data")
+    from converters import fp32_reference, tasks as ctasks  # TensorFlow only on this path
+    float_model = ctasks.prototype_model(ctasks.load_source_model(cache=FLAGS.cache_dir), data.task.x_support,
+                                         data.task.y_support, model.meta.num_classes)
+    ref = fp32_reference.FloatReference(float_model, model.meta)
+    return _Objective(ref.initial_params(), ref.minibatch_loss(data.x_train, data.y_train, cfg.seed, cfg.batch_size),
+                      lambda x, y, p: ref.accuracy(x, y, p), data.x_train, data.x_test)
 
 
 def main(argv):
     del argv
     model_path = _model_path()
     model = FgModel(model_path, engine=FLAGS.engine, num_threads=FLAGS.num_threads)
-    n = len(model.meta.trainable)
-    lr = (FLAGS.lr * FLAGS.body_lr_scale,) * (n - 1) + (FLAGS.lr,)
-    cfg = TrainConfig(seed=FLAGS.seed, steps=FLAGS.steps, batch_size=FLAGS.batch_size, m=FLAGS.m,
-                      eps_lsb=FLAGS.eps_lsb, lr=lr, distribution=FLAGS.distribution, estimator=FLAGS.estimator)
-    task, x_tr, y_tr, x_te, y_te = _load_data(model)
-    estimator, transform = build.build_estimator(cfg), build.build_transform(cfg)
+    cfg = _config(len(model.meta.trainable))
+    data = _load_data()
+    y_tr, y_te = model.check_labels(data.y_train, len(data.x_train)), model.check_labels(data.y_test, len(data.x_test))
+    obj = _objective(model, data, cfg)
+    space = build.build_space(cfg)
+    int8_start = model.initial_params()
+    estimator, transform = build.build_estimator(cfg, int8_start, space), build.build_transform(cfg)
     out = pathlib.Path(FLAGS.out) if FLAGS.out else None
     ckpt = out / "checkpoint.npz" if out else None
-    run_meta = {"model_sha256": model.meta.model_sha256, "task": task,
+    run_meta = {"model_sha256": model.meta.model_sha256, "task": data.name,
                 "config": {k: v for k, v in dataclasses.asdict(cfg).items() if k != "steps"},
                 "param_shapes": [list(t.shape) for t in model.meta.trainable]}
-    zero_shot = model.accuracy(x_te, y_te, model.initial_params())
+    evaluate = lambda x, y, params: obj.accuracy(x, y, space.to_engine(params))  # noqa: E731
+    zero_shot = model.accuracy(model.quantize_input(data.x_test), y_te, int8_start)
     if FLAGS.resume:
         if ckpt is None or not ckpt.exists():
             raise app.UsageError("--resume needs --out=DIR holding checkpoint.npz")
@@ -98,21 +169,22 @@ def main(argv):
             sys.exit(f"CheckpointError: {e}")
         print(f"resumed from {ckpt} at step {state.step}")
     else:
-        state = trainer.init_state(model.initial_params(), estimator, transform)
+        state = trainer.init_state(obj.initial, estimator, transform, space)
     if out:
-        runs.write_json(out / "config.json", {**dataclasses.asdict(cfg), "model": str(model_path), "task": task,
+        runs.write_json(out / "config.json", {**dataclasses.asdict(cfg), "model": str(model_path), "task": data.name,
                                               "engine": FLAGS.engine})
-    print(f"task {task}: {len(y_tr)} training / {len(y_te)} test examples; {model.trainable_params} trainable "
-          f"int8 weights in {len(model.meta.trainable)} tensors; engine {FLAGS.engine}")
+    print(f"task {data.name}: {len(y_tr)} training / {len(y_te)} test examples; {model.trainable_params} trainable "
+          f"weights in {len(model.meta.trainable)} tensors; precision {space.name}; engine {FLAGS.engine}")
+    if cfg.mask != "none":
+        print(f"sparse update: mask {cfg.mask}, {masks.frozen_fraction(build.build_masks(cfg, int8_start)):.1%} frozen")
     print(f"step 0: zero-shot test accuracy {zero_shot:.4f}")
-    make_loss = objective.minibatch_loss(model, x_tr, y_tr, cfg.seed, cfg.batch_size)
     t0, curve = time.time(), []
-    for state, log in trainer.fit(state, make_loss, estimator, transform, cfg.seed, cfg.steps):
+    for state, log in trainer.fit(state, obj.make_loss, estimator, transform, cfg.seed, cfg.steps, space):
         step = state.step
         line = f"step {step:5d}  loss {log['loss']:.4f}  changed {log['changed_weights']:5d}  " \
                f"fwd {state.forward_passes:7d}  {time.time() - t0:6.1f}s"
         if (FLAGS.eval_every and step % FLAGS.eval_every == 0) or step == cfg.steps:
-            acc = model.accuracy(x_te, y_te, state.params)
+            acc = evaluate(obj.x_test, y_te, state.params)
             curve.append({"step": step, "forward_passes": state.forward_passes, "test_acc": acc,
                           "wall_s": time.time() - t0})
             print(f"{line}  test acc {acc:.4f}", flush=True)
@@ -121,19 +193,23 @@ def main(argv):
         if ckpt and (step % FLAGS.checkpoint_every == 0 or step == cfg.steps):
             checkpoint.save_checkpoint(ckpt, state, run_meta)
     wall = time.time() - t0
-    final = model.accuracy(x_te, y_te, state.params)
-    result = {"task": task, "model": str(model_path), "method": f"ff-int8-{cfg.estimator}-m{cfg.m}",
-              "engine": FLAGS.engine, "trainable_params": model.trainable_params, "zero_shot_acc": zero_shot,
-              "final_acc": final, "train_acc": model.accuracy(x_tr, y_tr, state.params), "steps": state.step,
+    final = evaluate(obj.x_test, y_te, state.params)
+    deployed = export.to_int8(space.to_engine(state.params))
+    result = {"task": data.name, "model": str(model_path), "method": f"ff-{space.name}-{cfg.estimator}-m{cfg.m}",
+              "precision": cfg.precision, "engine": FLAGS.engine, "trainable_params": model.trainable_params,
+              "zero_shot_acc": zero_shot, "final_acc": final,
+              "deployed_int8_acc": model.accuracy(model.quantize_input(data.x_test), y_te, deployed),
+              "train_acc": evaluate(obj.x_train, y_tr, state.params), "steps": state.step,
               "forward_passes": state.forward_passes, "wall_s": round(wall, 2),
               "peak_rss_mb": round(runs.peak_rss_mb(), 1), "seed": cfg.seed,
-              "weights_sha256": objective.weights_sha256(state.params), "curve": curve,
+              "weights_sha256": objective.weights_sha256(deployed), "curve": curve,
               "config": dataclasses.asdict(cfg)}
     print(f"done: test accuracy {zero_shot:.4f} (prototype zero-shot) -> {final:.4f} after {state.step} steps, "
-          f"{state.forward_passes} forward passes, {wall:.1f}s; weights sha256 {result['weights_sha256'][:16]}")
+          f"{state.forward_passes} forward passes, {wall:.1f}s; deployed int8 {result['deployed_int8_acc']:.4f}; "
+          f"weights sha256 {result['weights_sha256'][:16]}")
     if out:
         exported = out / "trained.tflite"
-        export.export_model(exported, model.model_bytes, model.meta, state.params)
+        export.export_model(exported, model.model_bytes, model.meta, deployed)
         result["exported_model"] = str(exported)
         runs.write_json(out / "result.json", result)
         print(f"wrote {out / 'result.json'} and the deployable {exported}")

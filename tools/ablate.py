@@ -1,0 +1,201 @@
+"""Ablation of the QZO-FF recipe: precision modes and every enhancement, on/off, over seeds.
+
+  python tools/ablate.py                       # full study (both tasks, 3 seeds): ~40 min on 2 cores
+  python tools/ablate.py --tasks=fmnist --seeds=1 --steps=200 --variants=w8,w16   # a quick look
+
+Each run is `tools/train.py --out=<runs_dir>/<task>/<variant>/seed<k>`; finished runs (result.json
+present, same flags) are reused, so an interrupted study continues where it stopped. Writes
+bench/results/ablation.json, bench/results/ablation.png and docs/ablation.md (the hand-written notes
+between the NOTES markers of the old file are kept).
+"""
+import _paths  # noqa: F401
+
+import json
+import os
+import pathlib
+import shlex
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+from absl import app, flags
+
+from tflite_fg import runs
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+FLAGS = flags.FLAGS
+flags.DEFINE_list("tasks", ["fmnist", "digits"], "Tasks (tools/train.py --task).")
+flags.DEFINE_list("variants", [], "Subset of variant names (default: all of the task's).")
+flags.DEFINE_integer("seeds", 3, "Seeds per variant (0..seeds-1).")
+flags.DEFINE_integer("steps", 1000, "Training steps per run.")
+flags.DEFINE_integer("jobs", 2, "Runs in parallel (each with one interpreter thread).")
+flags.DEFINE_integer("n_test", 1000, "Held-out test images per task.")
+flags.DEFINE_string("runs_dir", str(ROOT / "bench" / "runs" / "ablation"), "Per-run directories.")
+flags.DEFINE_string("results", str(ROOT / "bench" / "results"), "Where ablation.json / .png go.")
+flags.DEFINE_string("doc", str(ROOT / "docs" / "ablation.md"), "The markdown report.")
+flags.DEFINE_string("cache_dir", None, "Asset cache.")
+
+# The reference everything is compared with: the paper's 16w8a with the anchored arithmetic.
+BASE = "w16"
+# name -> (train.py flags on top of the task's common flags, what it tests)
+VARIANTS = {
+    "w8": ("--precision=w8 --lr=1.0", "int8 only, round-to-nearest updates (the core-pipeline recipe)"),
+    "w8-sr": ("--precision=w8 --lr=0.5 --update_rounding=stochastic", "int8 only, stochastic update rounding"),
+    "w16": ("--precision=w16 --lr=0.5", "int16 master copy, engine gets round-to-nearest (16w8a)"),
+    "w16-paper": ("--precision=w16 --lr=0.5 --arithmetic=paper", "QZO-FF Eq. 6-8 exactly: (w 1_q +- eps_q z_q) M >> k, "
+                  "8-bit g_q, integer lr"),
+    "w16-engine-sr": ("--precision=w16 --lr=0.5 --engine_rounding=stochastic", "w16, engine copy rounded stochastically"),
+    "fp32": ("--precision=fp32 --lr=0.5", "the same estimator on the float Keras model (FF fp)"),
+    "m1": ("--precision=w16 --lr=0.5 --m=1", "w16 with m = 1 (Sign-SPSA, 2 passes/step)"),
+    "spsa": ("--precision=w16 --lr=50 --estimator=spsa", "w16, magnitude SPSA instead of the sign"),
+    "rademacher": ("--precision=w16 --lr=0.5 --distribution=rademacher", "w16, z = +-1"),
+    "binomial": ("--precision=w16 --lr=0.5 --distribution=binomial", "w16, centred Binomial(4, 1/2)"),
+    "momentum": ("--precision=w16 --lr=0.5 --momentum_alpha=0.5 --momentum_beta_min=0.5 --momentum_decay_steps=500",
+                 "w16 + momentum-guided sampling"),
+    "sam": ("--precision=w16 --lr=0.5 --sam_rho=1", "w16 + sharpness-aware ascent (+2 passes/step)"),
+    "kernel-norm": ("--precision=w16 --lr=0.5 --kernel_norm", "w16 + kernel-wise normalization"),
+    "sam+kernel-norm": ("--precision=w16 --lr=0.5 --sam_rho=1 --kernel_norm", "the paper's best pair"),
+    "sparse-topk90": ("--precision=w16 --lr=0.5 --mask=topk --sparsity=0.9", "w16, 90% frozen, the 10% largest-magnitude weights train"),
+    "sparse-random90": ("--precision=w16 --lr=0.5 --mask=random --sparsity=0.9", "w16, 90% frozen at random"),
+    "cosine": ("--precision=w16 --lr=0.5 --schedule=cosine", "w16, cosine lr decay to 0"),
+    "step": ("--precision=w16 --lr=0.5 --schedule=step --schedule_every=400 --schedule_factor=0.5", "w16, lr halved "
+             "every 400 steps"),
+}
+# The second task gets the precision modes and the strongest enhancements only.
+TASK_VARIANTS = {"fmnist": list(VARIANTS), "digits": ["w8", "w8-sr", "w16", "w16-paper", "fp32", "sam+kernel-norm",
+                                                       "sparse-topk90"]}
+TASK_FLAGS = {"fmnist": "--task=fmnist --shots=20", "digits": "--task=digits --shots=10"}
+PLOTTED = ["w8", "w8-sr", "w16", "w16-paper", "fp32", "sam+kernel-norm", "sparse-topk90"]
+NOTES_BEGIN, NOTES_END = "<!-- NOTES -->", "<!-- /NOTES -->"
+
+
+def _run_flags(task: str, variant: str, seed: int) -> list[str]:
+    return shlex.split(TASK_FLAGS[task]) + shlex.split(VARIANTS[variant][0]) + [
+        f"--seed={seed}", f"--steps={FLAGS.steps}", f"--n_test={FLAGS.n_test}", "--num_threads=1",
+        f"--eval_every={max(FLAGS.steps // 10, 1)}", f"--checkpoint_every={FLAGS.steps}", "--log_every=100000"] + (
+        [f"--cache_dir={FLAGS.cache_dir}"] if FLAGS.cache_dir else [])
+
+
+def _run(job: tuple[str, str, int]) -> dict:
+    task, variant, seed = job
+    out = pathlib.Path(FLAGS.runs_dir) / task / variant / f"seed{seed}"
+    args = _run_flags(task, variant, seed)
+    stamp = out / "flags.json"
+    if (out / "result.json").exists() and stamp.exists() and json.loads(stamp.read_text()) == args:
+        return {**json.loads((out / "result.json").read_text()), "reused": True}
+    out.mkdir(parents=True, exist_ok=True)
+    runs.write_json(stamp, args)
+    (out / "result.json").unlink(missing_ok=True)
+    proc = subprocess.run([sys.executable, str(ROOT / "tools" / "train.py"), f"--out={out}", *args],
+                          capture_output=True, text=True, cwd=ROOT)
+    (out / "train.log").write_text(proc.stdout + proc.stderr)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{task}/{variant}/seed{seed} failed (rc {proc.returncode}); see {out / 'train.log'}:\n"
+                           + (proc.stdout + proc.stderr)[-2000:])
+    return json.loads((out / "result.json").read_text())
+
+
+def _summary(results: list[dict]) -> dict:
+    acc = np.array([r["final_acc"] for r in results])
+    deployed = np.array([r["deployed_int8_acc"] for r in results])
+    zero = np.array([r["zero_shot_acc"] for r in results])
+    curve_steps = [c["forward_passes"] for c in results[0]["curve"]]
+    curves = np.array([[c["test_acc"] for c in r["curve"]] for r in results])
+    return {"n": len(results), "acc_mean": float(acc.mean()), "acc_std": float(acc.std(ddof=1)) if len(acc) > 1 else 0.0,
+            "deployed_int8_mean": float(deployed.mean()), "gain_mean": float((acc - zero).mean()),
+            "zero_shot": float(zero.mean()), "forward_passes": int(results[0]["forward_passes"]),
+            "wall_s_mean": float(np.mean([r["wall_s"] for r in results])),
+            "curve": {"forward_passes": curve_steps, "acc_mean": curves.mean(0).tolist()},
+            "per_seed": [{"seed": r["seed"], "final_acc": r["final_acc"], "weights_sha256": r["weights_sha256"]}
+                         for r in results]}
+
+
+def _table(task: str, summary: dict) -> list[str]:
+    base = summary.get(BASE)
+    lines = ["| variant | what | test acc (mean ± std) | vs w16 | deployed int8 | fwd passes | wall s/run |",
+             "|---|---|---|---|---|---|---|"]
+    for name, s in summary.items():
+        delta = "" if base is None or name == BASE else f"{100 * (s['acc_mean'] - base['acc_mean']):+.1f}"
+        lines.append(f"| {name} | {VARIANTS[name][1]} | {100 * s['acc_mean']:.1f} ± {100 * s['acc_std']:.1f} | {delta} "
+                     f"| {100 * s['deployed_int8_mean']:.1f} | {s['forward_passes']:,} | {s['wall_s_mean']:.0f} |")
+    return lines
+
+
+def _plot(summaries: dict, path: pathlib.Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(1, len(summaries), figsize=(6 * len(summaries), 4.2), squeeze=False)
+    for ax, (task, summary) in zip(axes[0], summaries.items()):
+        for name in PLOTTED:
+            if name in summary:
+                c = summary[name]["curve"]
+                ax.plot(c["forward_passes"], [100 * a for a in c["acc_mean"]], marker=".", label=name)
+        zero = next(iter(summary.values()))["zero_shot"]
+        ax.axhline(100 * zero, color="grey", ls=":", label="zero-shot")
+        ax.set(title=f"{task} (mean of {FLAGS.seeds} seeds)", xlabel="forward passes", ylabel="test accuracy (%)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+
+
+def _old_notes(doc: pathlib.Path) -> str:
+    if doc.exists():
+        text = doc.read_text()
+        if NOTES_BEGIN in text and NOTES_END in text:
+            return text[text.index(NOTES_BEGIN):text.index(NOTES_END) + len(NOTES_END)]
+    return f"{NOTES_BEGIN}\n(Findings: written by hand, kept across regenerations.)\n{NOTES_END}"
+
+
+def _write_doc(summaries: dict, doc: pathlib.Path, png: pathlib.Path) -> None:
+    cmd = "python tools/ablate.py" + ("" if FLAGS.steps == 1000 and FLAGS.seeds == 3 else
+                                      f" --steps={FLAGS.steps} --seeds={FLAGS.seeds}")
+    lines = ["# Ablation: precision modes and the paper's enhancements", "",
+             f"Regenerate: `{cmd}` (writes this file, `bench/results/ablation.json` and the plot; "
+             "finished runs are reused).", "",
+             f"Every run: {FLAGS.steps} steps, batch 64, eps 8 int8 LSBs, m = 3 unless named, learning rate in int8 "
+             "LSBs per unit of z (the block gets 0.4 of it), trainable = last residual block + head of ResNet-8 "
+             f"(57,984 weights), engine XNNPACK, one thread; test accuracy on {FLAGS.n_test} held-out images; "
+             f"mean ± sample std over seeds 0..{FLAGS.seeds - 1}. \"vs w16\" is the difference of means in points.",
+             "", _old_notes(doc), ""]
+    for task, summary in summaries.items():
+        zero = next(iter(summary.values()))["zero_shot"]
+        lines += [f"## {task} (zero-shot prototype head: {100 * zero:.1f}%)", ""] + _table(task, summary) + [""]
+    lines += [f"![accuracy against forward passes]({os.path.relpath(png, doc.parent)})", ""]
+    doc.write_text("\n".join(lines))
+
+
+def main(argv):
+    del argv
+    jobs = [(t, v, s) for t in FLAGS.tasks for v in TASK_VARIANTS[t] if not FLAGS.variants or v in FLAGS.variants
+            for s in range(FLAGS.seeds)]
+    unknown = set(FLAGS.variants) - set(VARIANTS)
+    if unknown:
+        raise app.UsageError(f"unknown variants {sorted(unknown)}; choices: {', '.join(VARIANTS)}")
+    print(f"ablation: {len(jobs)} runs of {FLAGS.steps} steps, {FLAGS.jobs} at a time")
+    t0, results = time.time(), {}
+    with ThreadPoolExecutor(FLAGS.jobs) as pool:
+        for k, (job, res) in enumerate(zip(jobs, pool.map(_run, jobs)), 1):
+            results[job] = res
+            print(f"[{k}/{len(jobs)}] {job[0]} {job[1]} seed{job[2]}: {res['zero_shot_acc']:.3f} -> "
+                  f"{res['final_acc']:.3f} ({res['wall_s']:.0f} s{', reused' if res.get('reused') else ''}; "
+                  f"{time.time() - t0:.0f} s elapsed)", flush=True)
+    summaries = {t: {v: _summary([results[(t, v, s)] for s in range(FLAGS.seeds)])
+                     for v in TASK_VARIANTS[t] if (t, v, 0) in results} for t in FLAGS.tasks}
+    out = pathlib.Path(FLAGS.results)
+    runs.write_json(out / "ablation.json", {"steps": FLAGS.steps, "seeds": FLAGS.seeds, "n_test": FLAGS.n_test,
+                                            "variants": {v: {"flags": f, "what": w} for v, (f, w) in VARIANTS.items()},
+                                            "task_flags": TASK_FLAGS, "results": summaries})
+    _plot(summaries, out / "ablation.png")
+    _write_doc(summaries, pathlib.Path(FLAGS.doc), out / "ablation.png")
+    for task, summary in summaries.items():
+        print("\n".join([f"\n{task}"] + _table(task, summary)))
+    print(f"wrote {out / 'ablation.json'}, {out / 'ablation.png'}, {FLAGS.doc}")
+
+
+if __name__ == "__main__":
+    app.run(main)
