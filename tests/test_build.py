@@ -4,7 +4,7 @@ import itertools
 import numpy as np
 import pytest
 
-from tflite_fg import build, config, samplers, trainer
+from tflite_fg import build, config, masks, precision, samplers, trainer
 from tflite_fg.config import TrainConfig
 
 TARGET = [np.arange(-45, 45, 3, dtype=np.float64).reshape(5, 6), np.array([40.0, -50.0])]
@@ -67,7 +67,6 @@ def test_config_validation_names_field_and_value(field, value):
 
 # ---- the enhancements: every config field reaches its piece --------------------------------------
 
-from tflite_fg import estimators, masks, precision, updates  # noqa: E402
 
 INIT = [np.random.default_rng(0).integers(-40, 41, size=(5, 6)).astype(np.int8), np.array([-20, 25], np.int8)]
 
