@@ -39,12 +39,13 @@ flags.DEFINE_integer("batch_size", 64, "Mini-batch size.")
 flags.DEFINE_integer("m", 3, "Perturbations per step (Sign-m-SPSA).")
 flags.DEFINE_float("eps_lsb", 8, "Perturbation scale in int8 weight LSBs (w8: whole LSBs; w16: multiples "
                    "of 1/256).")
-flags.DEFINE_float("lr", 1.0, "Learning rate of the last trainable tensor (the head), in weight LSBs per unit of z.")
+flags.DEFINE_float("lr", 0.5, "Learning rate of the last trainable tensor (the head), in int8 LSBs per unit of z "
+                   "(w8 with round-to-nearest needs about 1.0: smaller updates round to zero).")
 flags.DEFINE_float("body_lr_scale", 0.4, "The other trainable tensors use lr * body_lr_scale: with round-to-"
                    "nearest, fewer +-1 LSB steps on a conv block keep its random walk down (docs/design.md).")
 flags.DEFINE_enum("distribution", "gaussian", DISTRIBUTIONS, "Perturbation distribution.")
 flags.DEFINE_enum("estimator", "sign_spsa", ESTIMATORS, "Gradient estimator.")
-flags.DEFINE_enum("precision", "w8", PRECISIONS, "Master weights: w8 (the int8 kernels only), w16 (int16 master "
+flags.DEFINE_enum("precision", "w16", PRECISIONS, "Master weights: w8 (the int8 kernels only), w16 (int16 master "
                   "copy, engine gets its int8 rounding: the paper's 16w8a), fp32 (float Keras model, TensorFlow).")
 flags.DEFINE_enum("arithmetic", "anchored", ARITHMETICS, "anchored: w +- round(eps z), float32 lr; paper: QZO-FF "
                   "Eq. 6-8 exactly ((w 1_q +- eps_q z_q) M >> k, 8-bit g_q, integer lr multiply-shift).")
