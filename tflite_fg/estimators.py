@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from tflite_fg import quant, rng
-from tflite_fg.precision import Z_MULTIPLIER, Z_SHIFT, WeightSpace, integer_space  # noqa: F401
+from tflite_fg.precision import Z_MULTIPLIER, Z_SHIFT, WeightSpace, integer_space, master_eps  # noqa: F401
 from tflite_fg.samplers import Sampler
 
 Params = Sequence[np.ndarray]
@@ -41,9 +41,8 @@ def _check_eps(eps_lsb: float | Sequence[float], space: WeightSpace) -> tuple[fl
     for e in values:
         if isinstance(e, bool) or not isinstance(e, (int, float, np.integer, np.floating)) or not e > 0:
             raise ValueError(f"eps_lsb must be > 0 (int8 weight LSBs), got {eps_lsb!r}")
-        if space.integer and not (e * space.lsb >= 1 and float(e * space.lsb).is_integer()):
-            raise ValueError(f"eps_lsb={e!r} is not a whole number >= 1 of {space.name} master LSBs "
-                             f"(1/{int(space.lsb)} int8 LSB); for int8 weights it must be an integer >= 1")
+        if space.integer:
+            master_eps(e, int(space.lsb))
     if not isinstance(eps_lsb, (list, tuple)):
         return float(eps_lsb)
     return tuple(float(e) for e in values)
@@ -70,7 +69,7 @@ def _probe(sampler: Sampler, space: WeightSpace, eps_t: tuple[float, ...], loss_
     z_q, state = sampler.sample(state, seed, step, index, params)
     if [z.shape for z in z_q] != [np.shape(w) for w in params]:
         raise ValueError("sampler state shapes do not match params; re-run init(params)")
-    plus, minus = space.perturb(params, z_q, eps_t, 1), space.perturb(params, z_q, eps_t, -1)
+    plus, minus = space.perturb_pair(params, z_q, eps_t)
     return _Probe(z_q, _loss(loss_fn, plus), _loss(loss_fn, minus)), state
 
 

@@ -12,6 +12,7 @@ eps and lr are always given in int8 LSBs, so one set of flags means the same in 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
@@ -29,6 +30,7 @@ Z_MULTIPLIER, Z_SHIFT = quant.multiplier_shift(quant.Z_SCALE, 16)
 
 class WeightSpace(NamedTuple):
     """from_int8(kernels) -> master; perturb(master, z_q, eps, sign) -> master;
+    perturb_pair(master, z_q, eps) -> (w+, w-), sharing the work of the two signs;
     apply(master, integer or float updates) -> master; to_engine(master, seed, step) -> what the
     loss function receives (seed None: deterministic, for evaluation and export)."""
 
@@ -36,9 +38,24 @@ class WeightSpace(NamedTuple):
     lsb: float                      # master units per int8 LSB
     from_int8: Callable[[Params], list[np.ndarray]]
     perturb: Callable[[Params, Sequence[np.ndarray], Sequence[float], int], list[np.ndarray]]
+    perturb_pair: Callable[[Params, Sequence[np.ndarray], Sequence[float]], tuple[list[np.ndarray], list[np.ndarray]]]
     apply: Callable[[Params, Sequence[np.ndarray]], list[np.ndarray]]
     to_engine: Callable[..., list[np.ndarray]]
     integer: bool = True
+
+
+def _pair_by_signs(perturb: Callable) -> Callable:
+    """perturb_pair from perturb, for spaces where the two signs share nothing worth caching."""
+    return lambda params, z_q, eps_lsb: (perturb(params, z_q, eps_lsb, 1), perturb(params, z_q, eps_lsb, -1))
+
+
+@functools.lru_cache(maxsize=16)
+def _engine_draws(seed: int, step: int, tensor: int, size: int) -> np.ndarray:
+    """The step's stochastic-rounding draws of one tensor: shared by all 2m probes of the step, so
+    they are generated once per step, not once per forward pass (read-only)."""
+    u = rng.uint32_stream(rng.stream_key(seed, step, rng.ENGINE_ROUND_INDEX, tensor), size)
+    u.flags.writeable = False
+    return u
 
 
 def master_eps(eps_lsb: float, lsb: int) -> int:
@@ -81,16 +98,25 @@ def integer_space(bits: int = 8, arithmetic: str = "anchored", engine_rounding: 
                 raise TypeError(f"params[{i}] must be int8 (quantize first), got {np.asarray(k).dtype}")
         return [quant.saturate(np.asarray(k).astype(np.int64) << shift, bits) for k in kernels]
 
+    def _delta(z: np.ndarray, e: float) -> np.ndarray:
+        return quant.round_shift(master_eps(e, lsb) * np.asarray(z).astype(np.int64), Z_MULTIPLIER, Z_SHIFT)
+
     def perturb(params: Params, z_q: Sequence[np.ndarray], eps_lsb: Sequence[float], sign: int) -> list[np.ndarray]:
-        out = []
+        if arithmetic == "paper":
+            return [quant.perturb_paper(w, z, master_eps(e, lsb), sign, bits, Z_MULTIPLIER, Z_SHIFT)
+                    for w, z, e in zip(params, z_q, eps_lsb)]
+        return [quant.saturate(np.asarray(w).astype(np.int64) + sign * _delta(z, e), bits)
+                for w, z, e in zip(params, z_q, eps_lsb)]
+
+    def perturb_pair(params: Params, z_q: Sequence[np.ndarray], eps_lsb: Sequence[float]):
+        if arithmetic == "paper":  # the reference formula, as written, per sign
+            return perturb(params, z_q, eps_lsb, 1), perturb(params, z_q, eps_lsb, -1)
+        plus, minus = [], []
         for w, z, e in zip(params, z_q, eps_lsb):
-            eps = master_eps(e, lsb)
-            if arithmetic == "paper":
-                out.append(quant.perturb_paper(w, z, eps, sign, bits, Z_MULTIPLIER, Z_SHIFT))
-            else:
-                delta = quant.round_shift(eps * np.asarray(z).astype(np.int64), Z_MULTIPLIER, Z_SHIFT)
-                out.append(quant.saturate(np.asarray(w).astype(np.int64) + sign * delta, bits))
-        return out
+            w64, delta = np.asarray(w).astype(np.int64), _delta(z, e)
+            plus.append(quant.saturate(w64 + delta, bits))
+            minus.append(quant.saturate(w64 - delta, bits))
+        return plus, minus
 
     def apply(params: Params, updates: Sequence[np.ndarray]) -> list[np.ndarray]:
         _check_int_updates(params, updates)
@@ -103,7 +129,7 @@ def integer_space(bits: int = 8, arithmetic: str = "anchored", engine_rounding: 
         out = []
         for t, w in enumerate(params):
             if engine_rounding == "stochastic" and seed is not None:
-                u = rng.uint32_stream(rng.stream_key(seed, step, rng.ENGINE_ROUND_INDEX, t), np.size(w))
+                u = _engine_draws(int(seed), int(step), t, int(np.size(w)))
                 q = quant.round_shift_stochastic(np.asarray(w), 1, shift, u.reshape(np.shape(w)))
             else:
                 q = quant.round_shift(np.asarray(w), 1, shift)
@@ -112,7 +138,7 @@ def integer_space(bits: int = 8, arithmetic: str = "anchored", engine_rounding: 
 
     name = f"w{bits}" + ("-paper" if arithmetic == "paper" else "") + \
         ("-sr" if engine_rounding == "stochastic" and shift else "")
-    return WeightSpace(name, float(lsb), from_int8, perturb, apply, to_engine)
+    return WeightSpace(name, float(lsb), from_int8, perturb, perturb_pair, apply, to_engine)
 
 
 def float_space(bits_name: str = "fp32") -> WeightSpace:
@@ -134,4 +160,4 @@ def float_space(bits_name: str = "fp32") -> WeightSpace:
     def to_engine(params: Params, seed: int | None = None, step: int = 0) -> list[np.ndarray]:
         return list(params)
 
-    return WeightSpace(bits_name, 1.0, from_int8, perturb, apply, to_engine, integer=False)
+    return WeightSpace(bits_name, 1.0, from_int8, perturb, _pair_by_signs(perturb), apply, to_engine, integer=False)

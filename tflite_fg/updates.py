@@ -74,24 +74,36 @@ def chain(*transforms: GradientTransformation) -> GradientTransformation:
     return GradientTransformation(init, update)
 
 
+def _rates(lr: float | Sequence[float]) -> Callable[[int], list[float]]:
+    """Validate lr (one rate, or one per tensor) once; return n_tensors -> the per-tensor rates."""
+    rates = [float(r) for r in lr] if isinstance(lr, (list, tuple)) else None
+    for r in rates or [lr]:
+        if not (math.isfinite(r) and r > 0):
+            raise ValueError(f"lr must be finite and > 0, got {lr}")
+
+    def rates_for(n: int) -> list[float]:
+        if rates is None:
+            return [float(lr)] * n
+        if len(rates) != n:
+            raise ValueError(f"lr has {len(rates)} entries but there are {n} tensors")
+        return rates
+
+    return rates_for
+
+
 def scale_by_learning_rate(lr: float | Sequence[float]) -> GradientTransformation:
     """updates = -lr * g in float32 (lr: weight LSBs per unit of z; SGD descent sign).
 
     A sequence gives one rate per tensor: layers whose weight LSB is small relative to their
     sensitivity (a conv block vs the head) need fewer +-1 LSB steps to keep the random walk down."""
-    rates = [float(r) for r in lr] if isinstance(lr, (list, tuple)) else None
-    for r in rates or [lr]:
-        if not (math.isfinite(r) and r > 0):
-            raise ValueError(f"lr must be finite and > 0, got {lr}")
-    neg_rates = None if rates is None else [np.float32(-r) for r in rates]
-    neg_lr = np.float32(-lr) if rates is None else None
+    rates_for, negated = _rates(lr), {}
 
     def update(updates: Updates, state: EmptyState, params: Params | None = None) -> tuple[Updates, EmptyState]:
-        if neg_rates is None:
-            return [neg_lr * np.asarray(u, dtype=np.float32) for u in updates], state
-        if len(neg_rates) != len(updates):
-            raise ValueError(f"lr has {len(neg_rates)} entries but there are {len(updates)} tensors")
-        return [n * np.asarray(u, dtype=np.float32) for n, u in zip(neg_rates, updates)], state
+        n = len(updates)
+        if n not in negated:  # built once per tensor count, not per step
+            negated[n] = [np.float32(-r) for r in rates_for(n)]
+        neg = negated[n]
+        return [n * np.asarray(u, dtype=np.float32) for n, u in zip(neg, updates)], state
 
     return GradientTransformation(_empty_init, update)
 
@@ -162,16 +174,11 @@ def integer_sgd(lr: float | Sequence[float], schedule: Schedule | None = None,
     (float64, once per step and tensor), u = (-g_q * M_t + r) >> 24 with r = 2**23 (nearest) or
     the top 24 bits of a uniform draw of the update-rounding stream (stochastic).
     """
-    rates = [float(r) for r in lr] if isinstance(lr, (list, tuple)) else None
-    for r in rates or [lr]:
-        if not (math.isfinite(r) and r > 0):
-            raise ValueError(f"lr must be finite and > 0, got {lr}")
+    rates_for = _rates(lr)
     schedule = schedule or (lambda step: 1.0)
 
     def update(updates: Updates, state: CountState, params: Params | None = None) -> tuple[Updates, CountState]:
-        per_tensor = rates if rates is not None else [float(lr)] * len(updates)
-        if len(per_tensor) != len(updates):
-            raise ValueError(f"lr has {len(per_tensor)} entries but there are {len(updates)} tensors")
+        per_tensor = rates_for(len(updates))
         count, factor, out = int(state.count), schedule(int(state.count)), []
         for t, (g, r) in enumerate(zip(updates, per_tensor)):
             g = np.asarray(g)

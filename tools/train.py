@@ -107,10 +107,7 @@ def _model_path() -> pathlib.Path:
 def _config(n_tensors: int) -> TrainConfig:
     lr = (FLAGS.lr * FLAGS.body_lr_scale,) * (n_tensors - 1) + (FLAGS.lr,)
     eps = int(FLAGS.eps_lsb) if float(FLAGS.eps_lsb).is_integer() else FLAGS.eps_lsb
-    names = ("seed", "steps", "batch_size", "m", "distribution", "estimator", "precision", "arithmetic",
-             "update_rounding", "engine_rounding", "momentum_alpha", "momentum_beta_min", "momentum_decay_steps",
-             "sam_rho", "kernel_norm", "mask", "sparsity", "mask_threshold_lsb", "schedule", "schedule_final",
-             "schedule_every", "schedule_factor")
+    names = [f.name for f in dataclasses.fields(TrainConfig) if f.name not in ("eps_lsb", "lr")]  # flag = field
     try:
         return TrainConfig(eps_lsb=eps, lr=lr, **{n: getattr(FLAGS, n) for n in names})
     except ValueError as e:
@@ -127,11 +124,11 @@ class _Objective(NamedTuple):
     x_test: np.ndarray
 
 
-def _objective(model: FgModel, data: _Data, cfg: TrainConfig) -> _Objective:
+def _objective(model: FgModel, data: _Data, cfg: TrainConfig, int8_start: list[np.ndarray],
+               xq_te: np.ndarray) -> _Objective:
     if cfg.precision != "fp32":
-        xq_tr, xq_te = model.quantize_input(data.x_train), model.quantize_input(data.x_test)
-        return _Objective(model.initial_params(), objective.minibatch_loss(model, xq_tr, data.y_train, cfg.seed,
-                                                                           cfg.batch_size),
+        xq_tr = model.quantize_input(data.x_train)
+        return _Objective(int8_start, objective.minibatch_loss(model, xq_tr, data.y_train, cfg.seed, cfg.batch_size),
                           model.accuracy, xq_tr, xq_te)
     if data.task is None:
         raise app.UsageError("--precision=fp32 rebuilds the float model of a default task; it cannot use --data")
@@ -150,9 +147,9 @@ def main(argv):
     cfg = _config(len(model.meta.trainable))
     data = _load_data()
     y_tr, y_te = model.check_labels(data.y_train, len(data.x_train)), model.check_labels(data.y_test, len(data.x_test))
-    obj = _objective(model, data, cfg)
+    int8_start, xq_te = model.initial_params(), model.quantize_input(data.x_test)
+    obj = _objective(model, data, cfg, int8_start, xq_te)
     space = build.build_space(cfg)
-    int8_start = model.initial_params()
     estimator, transform = build.build_estimator(cfg, int8_start, space), build.build_transform(cfg)
     out = pathlib.Path(FLAGS.out) if FLAGS.out else None
     ckpt = out / "checkpoint.npz" if out else None
@@ -160,7 +157,7 @@ def main(argv):
                 "config": {k: v for k, v in dataclasses.asdict(cfg).items() if k != "steps"},
                 "param_shapes": [list(t.shape) for t in model.meta.trainable]}
     evaluate = lambda x, y, params: obj.accuracy(x, y, space.to_engine(params))  # noqa: E731
-    zero_shot = model.accuracy(model.quantize_input(data.x_test), y_te, int8_start)
+    zero_shot = model.accuracy(xq_te, y_te, int8_start)
     if FLAGS.resume:
         if ckpt is None or not ckpt.exists():
             raise app.UsageError("--resume needs --out=DIR holding checkpoint.npz")
@@ -199,7 +196,7 @@ def main(argv):
     result = {"task": data.name, "model": str(model_path), "method": f"ff-{space.name}-{cfg.estimator}-m{cfg.m}",
               "precision": cfg.precision, "engine": FLAGS.engine, "trainable_params": model.trainable_params,
               "zero_shot_acc": zero_shot, "final_acc": final,
-              "deployed_int8_acc": model.accuracy(model.quantize_input(data.x_test), y_te, deployed),
+              "deployed_int8_acc": model.accuracy(xq_te, y_te, deployed),
               "train_acc": evaluate(obj.x_train, y_tr, state.params), "steps": state.step,
               "forward_passes": state.forward_passes, "wall_s": round(wall, 2),
               "peak_rss_mb": round(runs.peak_rss_mb(), 1), "seed": cfg.seed,
