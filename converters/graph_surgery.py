@@ -162,11 +162,14 @@ def weight_layer_names(model) -> list[str]:
 
 
 def select_trainable(model, spec: str | Sequence[str]) -> list[str]:
-    """Resolve a trainable-layer choice: a list of names, "head", or "last:N" (last N weight layers)."""
+    """Resolve a trainable-layer choice: a list of names, "head", "last:N" (last N weight layers) or
+    "all" (every weight layer, in graph order)."""
     names = weight_layer_names(model)
     if isinstance(spec, str):
         if spec == "head":
             return names[-1:]
+        if spec == "all":
+            return list(names)
         if spec.startswith("last:"):
             n = int(spec.split(":", 1)[1])
             if not 1 <= n <= len(names):
@@ -177,7 +180,7 @@ def select_trainable(model, spec: str | Sequence[str]) -> list[str]:
     if unknown:
         raise ValueError(f"unknown trainable layer(s) {unknown}; weight layers of this model are: {names}")
     if not spec:
-        raise ValueError("no trainable layer chosen; give names, 'head' or 'last:N'")
+        raise ValueError("no trainable layer chosen; give names, 'head', 'last:N' or 'all'")
     return [n for n in names if n in spec]
 
 

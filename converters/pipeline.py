@@ -7,10 +7,10 @@ from typing import Sequence
 
 import numpy as np
 
-from converters import graph_surgery, qat, tflite_export
+from converters import graph_split, graph_surgery, qat, tflite_export
 from converters.keras_compat import keras
 from tflite_fg import flatbuf
-from tflite_fg.metadata import Metadata, TrainableTensor, sha256_bytes, write_model
+from tflite_fg.metadata import CONVERTER_VERSION, Metadata, TrainableTensor, sha256_bytes, write_model
 from tflite_fg.model import FORWARD, INFER, load_interpreter
 
 
@@ -38,8 +38,15 @@ def prepare_float_model(model, head: tuple[np.ndarray, np.ndarray] | None = None
     return graph_surgery.replace_head(folded, *head) if head is not None else folded
 
 
+def _same_up_to_ties(stored: np.ndarray, expected: np.ndarray) -> bool:
+    """The converter quantizes in its own float precision: a value that sits on a rounding tie may
+    land 1 LSB away from numpy's rounding (seen: 1 of 4,608 elements of ResNet-8's conv2d_3)."""
+    diff = np.abs(stored.astype(np.int16) - expected.astype(np.int16))
+    return int(diff.max(initial=0)) <= 1 and np.count_nonzero(diff) <= max(1, expected.size // 1000)
+
+
 def _locate_kernels(model_bytes: bytes, qat_model, trainable: Sequence[str], scales: dict[str, float]):
-    """Find each trainable kernel's constant in `infer` by its exact int8 values."""
+    """Find each trainable kernel's constant in `infer` by its int8 values (exact up to rounding ties)."""
     fb = flatbuf.parse(model_bytes)
     consts = flatbuf.int8_constants(fb, flatbuf.signature_subgraph(fb, INFER))
     found = {}
@@ -48,7 +55,7 @@ def _locate_kernels(model_bytes: bytes, qat_model, trainable: Sequence[str], sca
         native = qat.keras_to_native(kind, kernel)
         expected = np.clip(np.round(native / scales[name]), -127, 127).astype(np.int8)
         hits = [c for c in consts if c.shape == expected.shape
-                and np.array_equal(flatbuf.read_int8(model_bytes, c.offset, c.shape), expected)]
+                and _same_up_to_ties(flatbuf.read_int8(model_bytes, c.offset, c.shape), expected)]
         if len(hits) != 1:
             raise RuntimeError(f"found {len(hits)} constants in '{INFER}' matching the kernel of {name!r}; "
                                "the converter changed the kernel (layout or values)")
@@ -81,8 +88,9 @@ def convert_keras_model(model, cfg: ConvertConfig, representative: np.ndarray,
 
 
 def to_tflite(qat_model, trainable: Sequence[str], cfg: ConvertConfig) -> tuple[bytes, Metadata]:
-    """The int8 graph with both signatures, and the metadata that locates its trainable kernels."""
-    model_bytes = tflite_export.convert_to_tflite(qat_model, trainable)
+    """The int8 graph with its signatures (`forward`, `infer`, and `prefix`/`suffix` when the frozen
+    part can be cached), and the metadata that locates its trainable kernels."""
+    model_bytes, n_features = graph_split.add_prefix_suffix(tflite_export.convert_to_tflite(qat_model, trainable))
 
     runner = load_interpreter(model_bytes, "builtin", 1, "converted model").get_signature_runner(FORWARD)
     inputs, outputs = runner.get_input_details(), runner.get_output_details()
@@ -103,7 +111,8 @@ def to_tflite(qat_model, trainable: Sequence[str], cfg: ConvertConfig) -> tuple[
             infer_offset=located[n][0].offset, nbytes=located[n][0].nbytes) for n in trainable),
         class_names=tuple(cfg.class_names), preprocessing=dict(cfg.preprocessing),
         source={**cfg.source, "trainable_spec": cfg.trainable if isinstance(cfg.trainable, str) else list(cfg.trainable),
-                "headroom": cfg.headroom, "qat_epochs": cfg.qat_epochs},
+                "headroom": cfg.headroom, "qat_epochs": cfg.qat_epochs,
+                "converter_version": CONVERTER_VERSION, "prefix_features": n_features},
     )
     return model_bytes, meta
 

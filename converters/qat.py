@@ -15,6 +15,7 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
+from converters import graph_surgery
 from converters.keras_compat import keras, tf, tfmot
 
 _quantizers = tfmot.quantization.keras.quantizers
@@ -119,11 +120,23 @@ def kernel_abs_max(layer, headroom: float) -> float:
     return float(max(w, 1e-8) * headroom)
 
 
+def _relu6_as_relu(layer):
+    """tfmot's QuantizeAwareActivation rejects activation="relu6" on a conv/dense layer. In the int8
+    graph ReLU6 is ReLU whose output range ends at 6 or below, so the QAT layer takes "relu" and
+    calibrate() gives it the float model's (ReLU6) output range: the fake quant saturates where
+    ReLU6 clips. Other layers are returned unchanged."""
+    cfg = layer.get_config()
+    if isinstance(layer, graph_surgery.WEIGHT_LAYERS) and cfg.get("activation") == "relu6":
+        return type(layer).from_config({**cfg, "activation": "relu"})
+    return layer
+
+
 def quantize_model(model, trainable: Sequence[str], headroom: float = 1.0):
     """Annotate the trainable layers with the per-tensor config and apply tfmot's default scheme."""
     ranges = {name: kernel_abs_max(model.get_layer(name), headroom) for name in trainable}
 
     def annotate(layer):
+        layer = _relu6_as_relu(layer)
         if layer.name in ranges:
             cfg = TrainableKernelConfig([kernel_attr(layer)], ["activation"], False, layer.name, ranges[layer.name])
             return tfmot.quantization.keras.quantize_annotate_layer(layer, quantize_config=cfg)

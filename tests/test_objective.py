@@ -6,11 +6,11 @@ from tflite_fg.config import TrainConfig
 from tflite_fg.model import FgModel
 
 
-def _run(model, task, cfg, state=None, stop=None):
+def _run(model, task, cfg, state=None, stop=None, cache="auto"):
     est, tx = build.build_estimator(cfg), build.build_transform(cfg)
     xs = model.quantize_input(task.x_support)
     state = state or trainer.init_state(model.initial_params(), est, tx)
-    make = objective.minibatch_loss(model, xs, task.y_support, cfg.seed, cfg.batch_size)
+    make = objective.minibatch_loss(model, xs, task.y_support, cfg.seed, cfg.batch_size, cache)
     for state, _ in trainer.fit(state, make, est, tx, cfg.seed, stop or cfg.steps):
         pass
     return state
@@ -47,6 +47,19 @@ def test_checkpoint_for_another_model_is_refused(block_model, fewshot_task, tmp_
     checkpoint.save_checkpoint(tmp_path / "c.npz", _run(block_model, fewshot_task, cfg), {"model_sha256": "other"})
     with pytest.raises(checkpoint.CheckpointError, match="model_sha256"):
         checkpoint.load_checkpoint(tmp_path / "c.npz", {"model_sha256": block_model.meta.model_sha256})
+
+
+def test_frozen_prefix_cache_modes_train_bit_identically(block_model, fewshot_task):
+    """Caching the frozen prefix per data set or per batch changes the cost, never the weights."""
+    cfg = TrainConfig(seed=2, steps=6, batch_size=16, eps_lsb=8, lr=1.0)
+    xs = block_model.quantize_input(fewshot_task.x_support)
+    assert objective.resolve_cache(block_model, xs, "auto") == "dataset"
+    assert objective.feature_bytes(block_model, xs) == len(xs) * 16 * 16 * 32
+    hashes = {c: objective.weights_sha256(_run(block_model, fewshot_task, cfg, cache=c).params)
+              for c in ("dataset", "batch", "none")}
+    assert len(set(hashes.values())) == 1, hashes
+    with pytest.raises(ValueError, match="prefix cache"):
+        objective.minibatch_loss(block_model, xs, fewshot_task.y_support, 0, 8, cache="sometimes")
 
 
 def test_minibatch_loss_rejects_float_inputs(block_model, fewshot_task):

@@ -18,7 +18,7 @@ def _op_names(model_bytes, signature):
 
 def test_forward_signature_takes_int8_kernels_in_native_layout(block_model_path):
     model = FgModel(block_model_path, engine="builtin")
-    inputs = model._forward.get_input_details()
+    inputs = model.interpreter.get_signature_runner("forward").get_input_details()
     expected = {"w_conv2d_6": (64, 3, 3, 32), "w_conv2d_8": (64, 1, 1, 32), "w_conv2d_7": (64, 3, 3, 64),
                 "w_head": (10, 64)}
     for t in model.meta.trainable:
@@ -26,10 +26,14 @@ def test_forward_signature_takes_int8_kernels_in_native_layout(block_model_path)
         assert d["dtype"] == np.int8 and tuple(d["shape"]) == expected[t.input_name] == t.shape
         scale, zero_point = d["quantization"]
         assert zero_point == 0 and scale == pytest.approx(t.scale)
-    assert set(model.interpreter.get_signature_list()) == {"forward", "infer"}
+    assert set(model.interpreter.get_signature_list()) == {"forward", "infer", "prefix", "suffix"}
     ops = _op_names(model.model_bytes, "forward")
     assert "TRANSPOSE" not in ops and ops.count("CONV_2D") == 9 and ops.count("FULLY_CONNECTED") == 1
     assert _op_names(model.model_bytes, "infer") == ops
+    # the split: frozen ops up to the last residual block, then that block and the head
+    assert _op_names(model.model_bytes, "prefix") + _op_names(model.model_bytes, "suffix") == ops
+    assert _op_names(model.model_bytes, "suffix") == ["CONV_2D", "CONV_2D", "CONV_2D", "ADD", "AVERAGE_POOL_2D",
+                                                       "RESHAPE", "FULLY_CONNECTED"]
 
 
 def test_trainable_scale_is_fixed_max_abs_over_127(block_model_path):

@@ -133,3 +133,73 @@ def test_digits_model_zero_shot_prototype_accuracy(digits, cache_dir, tmp_path) 
     assert acc > 0.6, acc
     with pytest.raises(ValueError, match="choices: fmnist, digits"):
         ctasks.convert_fewshot("svhn", digits)
+
+
+def test_backbone_registry() -> None:
+    r8, vww = tasks.BACKBONES["resnet8"], tasks.BACKBONES["mobilenetv1_vww"]
+    assert tasks.DEFAULT_BACKBONE == "resnet8"
+    assert (r8.model_name, r8.input_size, r8.pixel_scale, r8.pixel_offset, r8.input_range) == \
+        (tasks.MODEL_NAME, 32, tasks.PIXEL_SCALE, tasks.PIXEL_OFFSET, tasks.INPUT_RANGE)
+    # MLTK's VWW script feeds raw pixels; its own .tflite quantizes the input with scale 1, zero point -128.
+    assert (vww.model_name, vww.input_size, vww.pixel_scale, vww.pixel_offset, vww.input_range) == \
+        ("visual_wake_words", 96, 1.0, 0.0, (0.0, 255.0))
+    for bb in tasks.BACKBONES.values():  # uint8 0 and 255 land on the ends of the input range
+        assert np.float32(bb.pixel_offset) == bb.input_range[0]
+        assert np.float32(255 * np.float32(bb.pixel_scale) + np.float32(bb.pixel_offset)) == np.float32(bb.input_range[1])
+    with pytest.raises(ValueError, match="choices: resnet8, mobilenetv1_vww"):
+        tasks.get_backbone("resnet50")
+
+
+def test_preprocessing_records_backbone_and_size() -> None:
+    assert tasks.preprocessing("fmnist") == tasks.PREPROCESSING
+    assert tasks.preprocessing("digits") == tasks.DIGITS_PREPROCESSING
+    assert list(tasks.preprocessing("digits")) == list(tasks.DIGITS_PREPROCESSING)  # same JSON key order
+    vww = tasks.preprocessing("fmnist", "mobilenetv1_vww")
+    assert vww == {**tasks.PREPROCESSING, "resize": [96, 96], "scale": 1.0, "offset": 0.0}
+    assert tasks.preprocessing("fmnist", "resnet8", 64)["resize"] == [64, 64]
+    with pytest.raises(ValueError, match="choices: fmnist, digits"):
+        tasks.preprocessing("cifar")
+
+
+def test_default_size_is_bit_identical_to_the_32x32_path(cache_dir, fewshot_task) -> None:
+    """The default task keeps its exact bytes: to_rgb32 of the same images, as before the size option."""
+    x_train, y_train = data.load_fashion_mnist("train", cache_dir)
+    x_test, _ = data.load_fashion_mnist("test", cache_dir)
+    sup, test = data.fewshot_split(y_train, 20, 0), data.sample_indices(len(x_test), 1000, 0)
+    np.testing.assert_array_equal(fewshot_task.x_support, data.to_rgb32(x_train[sup], 1 / 128, -1.0))
+    np.testing.assert_array_equal(fewshot_task.x_test, data.to_rgb32(x_test[test], 1 / 128, -1.0))
+    assert fewshot_task.backbone == "resnet8"
+    explicit = tasks.load_fmnist_fewshot(20, 1000, 0, cache_dir, backbone="resnet8", size=32)
+    for f in ("x_support", "y_support", "x_test", "y_test"):
+        assert np.array_equal(getattr(explicit, f), getattr(fewshot_task, f)), f
+    np.testing.assert_array_equal(data.to_rgb(x_test[:5], 1 / 128, -1.0, 32), data.to_rgb32(x_test[:5], 1 / 128, -1.0))
+
+
+def test_size_option_resizes_and_scales(cache_dir) -> None:
+    x_test, _ = data.load_fashion_mnist("test", cache_dir)
+    test = data.sample_indices(len(x_test), 10, 0)
+    big = tasks.load_fmnist_fewshot(2, 10, 0, cache_dir, size=96)  # ResNet-8 scaling at 96x96
+    assert big.x_support.shape == (20, 96, 96, 3) and big.x_test.shape == (10, 96, 96, 3)
+    grey = data.resize_bilinear(x_test[test], 96)
+    np.testing.assert_array_equal(big.x_test[..., 1], grey * np.float32(1 / 128) + np.float32(-1.0))
+    vww = tasks.load_task("fmnist", 2, 10, 0, cache_dir, backbone="mobilenetv1_vww")
+    assert vww.backbone == "mobilenetv1_vww" and vww.x_test.shape == (10, 96, 96, 3)
+    np.testing.assert_array_equal(vww.x_test, np.repeat(grey[..., None], 3, axis=-1))  # raw pixels, x*1 + 0
+    assert vww.x_test.min() >= 0.0 and vww.x_test.max() <= 255.0
+    assert np.array_equal(vww.y_test, big.y_test) and np.array_equal(vww.y_support, big.y_support)  # same split
+    d = tasks.load_task("digits", 3, 20, 0, backbone="mobilenetv1_vww", size=48)
+    assert d.x_support.shape == (30, 48, 48, 3) and d.x_test.max() == 255.0 and d.backbone == "mobilenetv1_vww"
+    ref = tasks.load_digits_fewshot(3, 20, 0)
+    assert np.array_equal(d.y_test, ref.y_test)
+
+
+def test_size_and_backbone_errors(cache_dir) -> None:
+    for bad in (0, -3, 2.5, True):
+        with pytest.raises(ValueError, match="size must be an integer >= 1"):
+            tasks.load_fmnist_fewshot(2, 10, 0, cache_dir, size=bad)
+        with pytest.raises(ValueError, match="size must be an integer >= 1"):
+            data.to_rgb(np.zeros((1, 8, 8), np.uint8), 1.0, 0.0, bad)
+    with pytest.raises(ValueError, match="unknown backbone 'vgg'"):
+        tasks.load_task("digits", 3, 20, 0, backbone="vgg")
+    with pytest.raises(ValueError, match="uint8"):
+        data.to_rgb(np.zeros((2, 8, 8), np.float32), 1.0, 0.0, 16)

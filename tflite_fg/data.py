@@ -118,19 +118,30 @@ def resize_bilinear(images: np.ndarray, size: int | tuple[int, int]) -> np.ndarr
     return (top + (bottom - top) * wy[None, :, None]).astype(np.float32, copy=False)
 
 
-def to_rgb32(images: np.ndarray, scale: float, offset: float) -> np.ndarray:
-    """uint8 [N,H,W] -> float32 [N,32,32,3]: resize, replicate grey to RGB, ``x*scale + offset``.
+def to_rgb(images: np.ndarray, scale: float, offset: float, size: int = 32) -> np.ndarray:
+    """uint8 [N,H,W] -> float32 [N,size,size,3]: resize, replicate grey to RGB, ``x*scale + offset``.
 
-    Why: the MLPerf Tiny ResNet-8 takes 32x32x3 inputs; it was trained on
-    (x-128)/128, i.e. scale=1/128, offset=-1. Any grey size resizes (Fashion-MNIST
-    is 28x28, scikit-learn's digits 8x8).
+    Why: the backbones take square RGB inputs (MLPerf Tiny ResNet-8 32x32, MobileNetV1-VWW
+    96x96) scaled as each was trained (tflite_fg.tasks.BACKBONES). Any grey size resizes
+    (Fashion-MNIST is 28x28, scikit-learn's digits 8x8).
     """
     x = np.asarray(images)
     if x.ndim != 3 or 0 in x.shape[1:] or x.dtype != np.uint8:
-        raise ValueError(f"to_rgb32 expects uint8 [N,H,W], got {x.dtype} {x.shape}")
-    r = resize_bilinear(x, 32)
+        raise ValueError(f"to_rgb expects uint8 [N,H,W], got {x.dtype} {x.shape}")
+    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
+        raise ValueError(f"size must be an integer >= 1, got {size!r}")
+    r = resize_bilinear(x, int(size))
     r = r * np.float32(scale) + np.float32(offset)
     return np.repeat(r[..., None], 3, axis=-1).astype(np.float32, copy=False)
+
+
+def to_rgb32(images: np.ndarray, scale: float, offset: float) -> np.ndarray:
+    """``to_rgb(images, scale, offset, 32)``: the MLPerf Tiny ResNet-8's 32x32x3 input; it was
+    trained on (x-128)/128, i.e. scale=1/128, offset=-1."""
+    x = np.asarray(images)
+    if x.ndim != 3 or 0 in x.shape[1:] or x.dtype != np.uint8:
+        raise ValueError(f"to_rgb32 expects uint8 [N,H,W], got {x.dtype} {x.shape}")
+    return to_rgb(x, scale, offset, 32)
 
 
 def fewshot_split(labels: np.ndarray, shots_per_class: int, seed: int,

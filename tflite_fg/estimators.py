@@ -11,7 +11,7 @@ and the anchor is never written. eps is in int8 LSBs in every precision mode.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -75,20 +75,19 @@ def _probe(sampler: Sampler, space: WeightSpace, eps_t: tuple[float, ...], loss_
 
 def _probes(
     sampler: Sampler, space: WeightSpace, m: int, eps: tuple[float, ...] | float,
-    loss_fn: LossFn, params: Params, state: Any, seed: int, step: int,
-) -> tuple[list[_Probe], Any]:
-    """The m two-sided probes of one step (2m loss evaluations)."""
+    loss_fn: LossFn, params: Params, state: Any, seed: int, step: int, info: dict,
+) -> Iterator[_Probe]:
+    """The m two-sided probes of one step (2m loss evaluations), one at a time, so that only one
+    perturbation is alive (callers fold each into their sum); the sampler's final state and the
+    losses are left in `info`."""
     eps_t = _per_tensor(eps, len(params))
-    probes = []
+    info.update(losses=[], forward_passes=0, sampler_state=state)
     for index in range(m):
         probe, state = _probe(sampler, space, eps_t, loss_fn, params, state, seed, step, index)
-        probes.append(probe)
-    return probes, state
-
-
-def _info(probes: list[_Probe]) -> dict:
-    losses = [v for p in probes for v in (p.loss_plus, p.loss_minus)]
-    return {"losses": losses, "forward_passes": len(losses)}
+        info["losses"] += [probe.loss_plus, probe.loss_minus]
+        info["forward_passes"] += 2
+        info["sampler_state"] = state
+        yield probe
 
 
 def _check_m(m: int) -> None:
@@ -115,14 +114,17 @@ def sign_m_spsa(sampler: Sampler, m: int, eps_lsb: float | Sequence[float],
     eps = _check_eps(eps_lsb, space)
 
     def estimate(loss_fn: LossFn, params: Params, state: Any, seed: int, step: int):
-        probes, state = _probes(sampler, space, m, eps, loss_fn, params, state, seed, step)
-        grads = []
-        for t in range(len(params)):
-            s = sum(np.int32(np.sign(p.loss_plus - p.loss_minus)) * p.z_q[t].astype(np.int32) for p in probes)
-            s = np.asarray(s, dtype=np.int32)
-            grads.append(quant.sign_gradient_q8(np.clip(s, -127 * m, 127 * m), m) if quantized
-                         else sign_gradient_from_sum(s, m))
-        return grads, sampler.observe(state, grads), _info(probes)
+        sums, info = [np.zeros(np.shape(w), np.int32) for w in params], {}
+        for p in _probes(sampler, space, m, eps, loss_fn, params, state, seed, step, info):
+            sign = np.sign(p.loss_plus - p.loss_minus)
+            for s, z in zip(sums, p.z_q if sign else ()):
+                if sign > 0:
+                    s += z
+                else:
+                    s -= z
+        grads = [quant.sign_gradient_q8(np.clip(s, -127 * m, 127 * m), m) if quantized
+                 else sign_gradient_from_sum(s, m) for s in sums]
+        return grads, sampler.observe(info.pop("sampler_state"), grads), info
 
     return Estimator(sampler.init, estimate)
 
@@ -137,14 +139,13 @@ def spsa(sampler: Sampler, m: int, eps_lsb: float | Sequence[float], space: Weig
     eps = _check_eps(eps_lsb, space)
 
     def estimate(loss_fn: LossFn, params: Params, state: Any, seed: int, step: int):
-        probes, state = _probes(sampler, space, m, eps, loss_fn, params, state, seed, step)
         eps_t = _per_tensor(eps, len(params))
-        grads = []
-        for t, e in enumerate(eps_t):
-            acc = sum((p.loss_plus - p.loss_minus) / (2.0 * e) * (p.z_q[t].astype(np.float64) * quant.Z_SCALE)
-                      for p in probes)
-            grads.append((np.asarray(acc, dtype=np.float64) / m).astype(np.float32))
-        return grads, sampler.observe(state, grads), _info(probes)
+        sums, info = [np.zeros(np.shape(w), np.float64) for w in params], {}
+        for p in _probes(sampler, space, m, eps, loss_fn, params, state, seed, step, info):
+            for acc, z, e in zip(sums, p.z_q, eps_t):
+                acc += (p.loss_plus - p.loss_minus) / (2.0 * e) * (z.astype(np.float64) * quant.Z_SCALE)
+        grads = [(acc / m).astype(np.float32) for acc in sums]
+        return grads, sampler.observe(info.pop("sampler_state"), grads), info
 
     return Estimator(sampler.init, estimate)
 

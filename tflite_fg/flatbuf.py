@@ -15,6 +15,7 @@ _INT8 = schema.TensorType.INT8
 
 @dataclass(frozen=True)
 class ConstTensor:
+    index: int  # tensor index within its subgraph
     name: str
     shape: tuple[int, ...]
     offset: int  # byte offset of the data inside the .tflite file
@@ -53,7 +54,7 @@ def int8_constants(model: "schema.Model", subgraph: int) -> list[ConstTensor]:
         offset = tab.Vector(tab.Offset(4))  # start of the `data` vector of the Buffer table
         q = tensor.Quantization()
         out.append(ConstTensor(
-            name=tensor.Name().decode(),
+            index=t, name=tensor.Name().decode(),
             shape=tuple(int(d) for d in tensor.ShapeAsNumpy()),
             offset=int(offset), nbytes=int(buf.DataLength()),
             scale=tuple(float(s) for s in q.ScaleAsNumpy()) if q is not None and q.ScaleLength() else (),

@@ -14,6 +14,9 @@ from dataclasses import asdict, dataclass, field
 from tflite_fg.atomic import atomic_write
 
 FORMAT = "tflite_fg/1"
+# Recorded in metadata.source by the converter; bumped when its output changes (2: prefix/suffix
+# signatures), so cached default conversions older than this are redone.
+CONVERTER_VERSION = 2
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,9 @@
 
 Training calls `forward(x, w...)` with the candidate int8 kernels as inputs, so nothing in the
 engine is mutated and every runtime with the signature API (Python, C++, Java) can do the same.
+When the converter could split `forward` at its first trainable op, `prefix(x) -> h..` runs the
+frozen layers and `suffix(h.., w...) -> logits` the trainable ones (bit-identical to `forward`):
+`features` + `forward_features` let a caller run the frozen part once per batch or per data set.
 The loss is computed on the host in float32 from the dequantized int8 logits: a softmax over 10
 numbers costs nothing next to the network, and float keeps log-sum-exp exact enough that the sign
 of L+ - L- (all Sign-m-SPSA needs) is not decided by rounding.
@@ -17,8 +20,10 @@ from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
 from tflite_fg import flatbuf, losses
 from tflite_fg.metadata import Metadata, read_metadata, sha256_bytes
+from tflite_fg.runner import SignatureFn
 
-FORWARD, INFER = "forward", "infer"
+FORWARD, INFER, PREFIX, SUFFIX = "forward", "infer", "prefix", "suffix"
+Features = tuple[np.ndarray, ...]  # what `prefix` returns for a batch: one int8 array per cut tensor
 ENGINES = {
     # Builtin kernels: `forward` and `infer` are bit-identical (same kernels for every op).
     "builtin": OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
@@ -60,12 +65,24 @@ class FgModel:
             raise ModelError(f"{self.path} does not match its metadata (sha256 differs): the model was modified "
                              "or replaced; reconvert or restore the matching pair")
         self.engine = engine
-        self._forward = self.interpreter.get_signature_runner(FORWARD)
-        self._infer = self.interpreter.get_signature_runner(INFER)
-        x = self._forward.get_input_details()[self.meta.input_name]
-        if x["dtype"] != np.int8 or any(d["dtype"] != np.int8 for d in self._forward.get_input_details().values()):
+        inputs = self.interpreter.get_signature_runner(FORWARD).get_input_details()
+        if any(d["dtype"] != np.int8 for d in inputs.values()):
             raise ModelError(f"{self.path}: the '{FORWARD}' inputs are not int8 (a float model); "
                              "convert with `python tools/convert.py`, which writes an int8 graph")
+        kernels = [t.input_name for t in self.meta.trainable]
+        out = [self.meta.output_name]
+        self._forward = SignatureFn(self.interpreter, FORWARD, [self.meta.input_name, *kernels], out)
+        self._infer = SignatureFn(self.interpreter, INFER, [self.meta.input_name], out)
+        self._prefix = self._suffix = None
+        if PREFIX in signatures and SUFFIX in signatures:
+            names = sorted(signatures[PREFIX]["outputs"], key=lambda n: int(n[1:]))  # h0, h1, ...
+            self._prefix = SignatureFn(self.interpreter, PREFIX, [self.meta.input_name], names)
+            self._suffix = SignatureFn(self.interpreter, SUFFIX, [*names, *kernels], out)
+
+    @property
+    def has_prefix(self) -> bool:
+        """True when the frozen layers can run apart from the trainable ones (prefix/suffix)."""
+        return self._prefix is not None
 
     @property
     def trainable_params(self) -> int:
@@ -105,17 +122,36 @@ class FgModel:
     def forward(self, xq: np.ndarray, params: Sequence[np.ndarray]) -> np.ndarray:
         """int8 logits of the int8 batch with the given trainable kernels."""
         self._check_params(params)
-        kernels = {t.input_name: p for t, p in zip(self.meta.trainable, params)}
-        return self._forward(**{self.meta.input_name: xq}, **kernels)[self.meta.output_name]
+        return self._forward(xq, *params)[0]
+
+    def features(self, xq: np.ndarray, batch_size: int = 256) -> Features:
+        """What the trainable layers read: the `prefix` outputs, or the batch itself when the model
+        has no prefix. Each example's features depend on that example only, so they can be cached."""
+        if self._prefix is None:
+            return (xq,)
+        if len(xq) == 0:
+            raise ValueError("features of an empty batch: give at least one example")
+        parts = [self._prefix(xq[i:i + batch_size]) for i in range(0, len(xq), batch_size)]
+        return tuple(np.concatenate(p) for p in zip(*parts))
+
+    def forward_features(self, features: Features, params: Sequence[np.ndarray]) -> np.ndarray:
+        """`forward` from cached features: the trainable layers only (bit-identical to `forward`)."""
+        if self._suffix is None:
+            return self.forward(features[0], params)
+        self._check_params(params)
+        return self._suffix(*features, *params)[0]
 
     def infer(self, xq: np.ndarray) -> np.ndarray:
-        return self._infer(**{self.meta.input_name: xq})[self.meta.output_name]
+        return self._infer(xq)[0]
 
     def dequantize_logits(self, q: np.ndarray) -> np.ndarray:
         return (q.astype(np.float32) - np.float32(self.meta.output_zero_point)) * np.float32(self.meta.output_scale)
 
     def loss(self, params: Sequence[np.ndarray], xq: np.ndarray, y: np.ndarray) -> float:
         return losses.softmax_cross_entropy(self.dequantize_logits(self.forward(xq, params)), y)
+
+    def loss_features(self, params: Sequence[np.ndarray], features: Features, y: np.ndarray) -> float:
+        return losses.softmax_cross_entropy(self.dequantize_logits(self.forward_features(features, params)), y)
 
     def predict(self, xq: np.ndarray, params: Sequence[np.ndarray] | None = None, batch_size: int = 256) -> np.ndarray:
         """Class predictions; with params=None the deployable `infer` graph is used."""

@@ -2,6 +2,11 @@
 
 The mini-batch of step t is rng.minibatch_indices(seed, t, ...): it is regenerated from the seed,
 so a resumed run (and the Java core) sees the same batches without storing an order.
+
+Frozen-prefix caching (docs/performance.md): the 2m forward passes of a step differ only in the
+trainable layers, so with a split model the frozen `prefix` runs once per data set ("dataset":
+a fixed few-shot support set) or once per mini-batch ("batch"), and the 2m passes run `suffix`
+only. Every mode gives bit-identical losses ("none" runs the whole `forward` every pass).
 """
 from __future__ import annotations
 
@@ -14,18 +19,42 @@ from tflite_fg import rng
 from tflite_fg.estimators import LossFn
 from tflite_fg.model import FgModel
 
+CACHE_MODES = ("auto", "dataset", "batch", "none")
+AUTO_DATASET_LIMIT_BYTES = 256 << 20  # "auto" caches the whole data set's features up to this size
+
+
+def feature_bytes(model: FgModel, xq: np.ndarray) -> int:
+    """Bytes of the cached features of a data set (one prefix run on one example, times n)."""
+    return sum(f.nbytes for f in model.features(xq[:1])) * len(xq)
+
+
+def resolve_cache(model: FgModel, xq: np.ndarray, cache: str) -> str:
+    if cache not in CACHE_MODES:
+        raise ValueError(f"prefix cache {cache!r}: choose one of {', '.join(CACHE_MODES)}")
+    if not model.has_prefix or cache == "none":
+        return "none"
+    if cache == "auto":
+        return "dataset" if feature_bytes(model, xq) <= AUTO_DATASET_LIMIT_BYTES else "batch"
+    return cache
+
 
 def minibatch_loss(model: FgModel, xq: np.ndarray, y: np.ndarray, seed: int,
-                   batch_size: int) -> Callable[[int], LossFn]:
+                   batch_size: int, cache: str = "auto") -> Callable[[int], LossFn]:
     y = model.check_labels(y, len(xq))
     if xq.dtype != np.int8:
         raise ValueError(f"training inputs must be the int8 batch from model.quantize_input, got {xq.dtype}")
     batch_size = min(batch_size, len(xq))
+    cache = resolve_cache(model, xq, cache)
+    cached = model.features(xq, batch_size) if cache == "dataset" else None  # prefix arena: one batch
 
     def make(step: int) -> LossFn:
         idx = rng.minibatch_indices(seed, step, len(xq), batch_size)
-        xb, yb = xq[idx], y[idx]
-        return lambda params: model.loss(params, xb, yb)
+        yb = y[idx]
+        if cache == "none":
+            xb = xq[idx]
+            return lambda params: model.loss(params, xb, yb)
+        feats = tuple(f[idx] for f in cached) if cached is not None else model.features(xq[idx])
+        return lambda params: model.loss_features(params, feats, yb)
 
     return make
 

@@ -8,6 +8,7 @@ import resource
 
 from tflite_fg import assets
 from tflite_fg.atomic import atomic_write
+from tflite_fg.metadata import CONVERTER_VERSION, read_metadata
 from tflite_fg.tasks import TASKS
 
 
@@ -18,6 +19,14 @@ def default_model_path(task: str, shots: int, seed: int, trainable: str,
         raise ValueError(f"unknown task {task!r}; choices: {', '.join(TASKS)}")
     tag = trainable.replace(":", "").replace(",", "-")
     return assets.cache_dir(cache) / "converted" / f"{task}_resnet8_k{shots}_s{seed}_{tag}.tflite"
+
+
+def is_current_conversion(path: str | os.PathLike) -> bool:
+    """A cached conversion exists and was written by this converter version (else: convert again)."""
+    try:
+        return pathlib.Path(path).exists() and read_metadata(path).source.get("converter_version") == CONVERTER_VERSION
+    except (FileNotFoundError, ValueError):
+        return False
 
 
 def peak_rss_mb() -> float:

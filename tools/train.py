@@ -65,6 +65,9 @@ flags.DEFINE_integer("schedule_every", 1000, "step: decay period in steps.")
 flags.DEFINE_float("schedule_factor", 0.5, "step: lr multiplier per period.")
 flags.DEFINE_enum("engine", "xnnpack", sorted(ENGINES), "LiteRT kernels (see docs/design.md).")
 flags.DEFINE_integer("num_threads", None, "Interpreter threads (default: LiteRT's).")
+flags.DEFINE_enum("prefix_cache", "auto", objective.CACHE_MODES, "Run the frozen layers once per data set "
+                  "(dataset) or per mini-batch (batch) and only the trainable ones 2m times; identical losses. "
+                  "auto: dataset when its features fit 256 MiB; none: whole forward every pass.")
 flags.DEFINE_integer("eval_every", 250, "Evaluate test accuracy every N steps (0: only at the end).")
 flags.DEFINE_integer("log_every", 50, "Print a progress line every N steps.")
 flags.DEFINE_string("out", None, "Run directory: result.json, config.json, checkpoint.npz, trained.tflite.")
@@ -96,7 +99,7 @@ def _model_path() -> pathlib.Path:
         return pathlib.Path(FLAGS.model)
     assets.ensure_assets(FLAGS.cache_dir, log=print)
     path = runs.default_model_path(FLAGS.task, FLAGS.shots, FLAGS.data_seed, FLAGS.trainable, FLAGS.cache_dir)
-    if not path.exists():
+    if not runs.is_current_conversion(path):
         print(f"converting the default model to {path} (once) ...")
         from converters import pipeline, tasks as ctasks  # TensorFlow only on this path
         task = tasks.load_task(FLAGS.task, FLAGS.shots, 1, FLAGS.data_seed, FLAGS.cache_dir)
@@ -128,7 +131,8 @@ def _objective(model: FgModel, data: _Data, cfg: TrainConfig, int8_start: list[n
                xq_te: np.ndarray) -> _Objective:
     if cfg.precision != "fp32":
         xq_tr = model.quantize_input(data.x_train)
-        return _Objective(int8_start, objective.minibatch_loss(model, xq_tr, data.y_train, cfg.seed, cfg.batch_size),
+        return _Objective(int8_start, objective.minibatch_loss(model, xq_tr, data.y_train, cfg.seed, cfg.batch_size,
+                                                                   FLAGS.prefix_cache),
                           model.accuracy, xq_tr, xq_te)
     if data.task is None:
         raise app.UsageError("--precision=fp32 rebuilds the float model of a default task; it cannot use --data")
@@ -170,9 +174,10 @@ def main(argv):
         state = trainer.init_state(obj.initial, estimator, transform, space)
     if out:
         runs.write_json(out / "config.json", {**dataclasses.asdict(cfg), "model": str(model_path), "task": data.name,
-                                              "engine": FLAGS.engine})
+                                              "engine": FLAGS.engine, "prefix_cache": FLAGS.prefix_cache})
     print(f"task {data.name}: {len(y_tr)} training / {len(y_te)} test examples; {model.trainable_params} trainable "
-          f"weights in {len(model.meta.trainable)} tensors; precision {space.name}; engine {FLAGS.engine}")
+          f"weights in {len(model.meta.trainable)} tensors; precision {space.name}; engine {FLAGS.engine}; "
+          f"frozen-prefix cache {objective.resolve_cache(model, obj.x_train, FLAGS.prefix_cache)}")
     if cfg.mask != "none":
         print(f"sparse update: mask {cfg.mask}, {masks.frozen_fraction(build.build_masks(cfg, int8_start)):.1%} frozen")
     print(f"step 0: zero-shot test accuracy {zero_shot:.4f}")
