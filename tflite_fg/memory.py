@@ -14,6 +14,7 @@ numpy + the LiteRT flatbuffer schema only (this module ships with the runtime).
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import dataclasses
 import math
 import os
@@ -595,9 +596,20 @@ class PeakUsage:
         return max(0, self.peak - self.baseline)
 
 
+def release_free_heap() -> bool:
+    """Give freed heap pages back to the OS (glibc malloc_trim), so that a later allocation that
+    reuses them shows up in RSS. Without it, temporaries freed before the baseline (e.g. while
+    loading data) stay resident and hide what the measured block adds. False where unavailable."""
+    try:
+        return bool(ctypes.CDLL("libc.so.6").malloc_trim(0) or True)
+    except (OSError, AttributeError):
+        return False
+
+
 @contextlib.contextmanager
 def track_peak() -> Iterator[PeakUsage]:
-    """Reset the peak, record the RSS, run the block; `added` = peak RSS - baseline afterwards."""
+    """Trim the heap, reset the peak, record the RSS, run the block; `added` = peak RSS - baseline."""
+    release_free_heap()
     usage = PeakUsage(reset=reset_peak_rss())
     usage.baseline = rss_bytes()
     try:

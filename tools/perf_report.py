@@ -217,16 +217,13 @@ def write(out_dir: pathlib.Path, doc: pathlib.Path) -> None:
     doc.write_text("\n".join(lines) + "\n")
 
 
-FLAGS = flags.FLAGS
-flags.DEFINE_string("results", str(ROOT / "bench" / "results" / "perf"), "bench_perf.py's JSON results.")
-flags.DEFINE_string("doc", str(ROOT / "docs" / "performance.md"), "The report to write.")
-
-
 def main(argv):
     del argv
-    write(pathlib.Path(FLAGS.results), pathlib.Path(FLAGS.doc))
-    print(f"wrote {FLAGS.doc}")
+    write(pathlib.Path(flags.FLAGS.results), pathlib.Path(flags.FLAGS.doc))
+    print(f"wrote {flags.FLAGS.doc}")
 
 
-if __name__ == "__main__":
+if __name__ == "__main__":  # flags only here: bench_perf.py imports write() and has its own
+    flags.DEFINE_string("results", str(ROOT / "bench" / "results" / "perf"), "bench_perf.py's JSON results.")
+    flags.DEFINE_string("doc", str(ROOT / "docs" / "performance.md"), "The report to write.")
     app.run(main)
