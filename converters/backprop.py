@@ -28,7 +28,7 @@ import numpy as np
 
 from converters import graph_surgery, qat
 from converters.keras_compat import keras, tf
-from tflite_fg import rng
+from tflite_fg import data, rng
 
 KINDS = ("fp32", "qat")
 OPTIMIZERS = ("sgd", "momentum", "adam")
@@ -162,20 +162,7 @@ class BackpropTrainer:
         return self.steps
 
     def _check(self, x: np.ndarray, y: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
-        x = np.asarray(x)
-        if tuple(x.shape[1:]) != tuple(self.model.input_shape[1:]) or not len(x):
-            raise ValueError(f"input batch has shape {x.shape}; the model expects (batch >= 1, "
-                             f"{', '.join(map(str, self.model.input_shape[1:]))})")
-        if not np.issubdtype(x.dtype, np.floating) or not np.isfinite(x).all():
-            raise ValueError("give finite, preprocessed float images (not the int8 batch)")
-        if y is None:
-            return x.astype(np.float32, copy=False), None
-        y = np.asarray(y)
-        if y.shape != (len(x),) or not np.issubdtype(y.dtype, np.integer):
-            raise ValueError(f"labels must be an integer array of shape ({len(x)},); got {y.dtype} {y.shape}")
-        if y.min() < 0 or y.max() >= self.num_classes:
-            raise ValueError(f"labels out of range [0, {self.num_classes}): min {y.min()}, max {y.max()}")
-        return x.astype(np.float32, copy=False), y.astype(np.int64)
+        return data.check_float_batch(x, y, self.model.input_shape[1:], self.num_classes)
 
     def step(self, x: np.ndarray, y: np.ndarray) -> float:
         """One update on this batch; returns the batch's mean loss before the update."""

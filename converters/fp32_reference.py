@@ -18,7 +18,7 @@ import numpy as np
 
 from converters import graph_surgery, qat
 from converters.keras_compat import keras, tf
-from tflite_fg import build, losses, precision, rng, trainer
+from tflite_fg import build, data, losses, precision, rng, trainer
 from tflite_fg.config import TrainConfig
 from tflite_fg.estimators import Estimator, LossFn
 from tflite_fg.metadata import Metadata, TrainableTensor
@@ -166,22 +166,7 @@ class FloatReference:
 
     def check_inputs(self, x: np.ndarray, y: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
         """Preprocessed float images (n, *input_shape) and integer labels (n,) in [0, num_classes)."""
-        x = np.asarray(x)
-        if x.ndim != len(self.meta.input_shape) + 1 or tuple(x.shape[1:]) != self.meta.input_shape or not len(x):
-            raise ValueError(f"input batch has shape {x.shape}; the model expects (batch >= 1, "
-                             f"{', '.join(map(str, self.meta.input_shape))})")
-        if not np.issubdtype(x.dtype, np.floating):
-            raise ValueError(f"input batch has dtype {x.dtype}; give preprocessed float images (not the int8 batch)")
-        if not np.isfinite(x).all():
-            raise ValueError("input batch contains NaN or inf values")
-        if y is None:
-            return x.astype(np.float32, copy=False), None
-        y = np.asarray(y)
-        if y.shape != (len(x),) or not np.issubdtype(y.dtype, np.integer):
-            raise ValueError(f"labels must be an integer array of shape ({len(x)},); got {y.dtype} {y.shape}")
-        if y.min() < 0 or y.max() >= self.meta.num_classes:
-            raise ValueError(f"labels out of range [0, {self.meta.num_classes}): min {y.min()}, max {y.max()}")
-        return x.astype(np.float32, copy=False), y.astype(np.int64)
+        return data.check_float_batch(x, y, self.meta.input_shape, self.meta.num_classes)
 
     def _from_features(self, features: Sequence[np.ndarray], params: list[np.ndarray]) -> np.ndarray:
         return self._tail(*features, *params).numpy()

@@ -17,6 +17,7 @@ import numpy as np
 from ai_edge_litert import schema_py_generated as schema
 
 PREFIX, SUFFIX = "prefix", "suffix"
+KERNEL_PREFIX = "w_"  # trainable kernel inputs of `forward` (tflite_export.kernel_input_name)
 _IDENTIFIER = b"TFL3"
 
 
@@ -44,19 +45,24 @@ def _is_constant(model: "schema.ModelT", tensor: "schema.TensorT") -> bool:
     return data is not None and len(data) > 0
 
 
-def find_cut(model: "schema.ModelT", forward_key: str = "forward", kernel_prefix: str = "w_") -> Cut | None:
+def _is_kernel(name: bytes) -> bool:
+    return name.decode().startswith(KERNEL_PREFIX)
+
+
+def find_cut(model: "schema.ModelT", forward_key: str = "forward") -> Cut | None:
     """The suffix is every op that (transitively) reads a trainable kernel input; the cut is the set
     of non-constant tensors the suffix reads from the prefix. None when there is nothing to cache
     (the first trainable op reads the model input itself)."""
     sig = _signature(model, forward_key)
     graph = model.subgraphs[sig.subgraphIndex]
-    kernels = {t.tensorIndex for t in sig.inputs if t.name.decode().startswith(kernel_prefix)}
+    kernels = {t.tensorIndex for t in sig.inputs if _is_kernel(t.name)}
     tainted, suffix = set(kernels), []
     for i, op in enumerate(graph.operators):
         if any(int(t) in tainted for t in op.inputs if t >= 0):
             suffix.append(i)
             tainted.update(int(t) for t in op.outputs)
-    prefix = [i for i in range(len(graph.operators)) if i not in set(suffix)]
+    in_suffix = set(suffix)
+    prefix = [i for i in range(len(graph.operators)) if i not in in_suffix]
     produced = {int(t) for i in prefix for t in graph.operators[i].outputs}
     features = sorted({int(t) for i in suffix for t in graph.operators[i].inputs
                        if t >= 0 and int(t) not in tainted and not _is_constant(model, graph.tensors[int(t)])})
@@ -119,8 +125,8 @@ def add_prefix_suffix(model_bytes: bytes, forward_key: str = "forward") -> tuple
         return model_bytes, 0
     sig = _signature(model, forward_key)
     graph = model.subgraphs[sig.subgraphIndex]
-    x = [(m.name.decode(), m.tensorIndex) for m in sig.inputs if not m.name.decode().startswith("w_")]
-    kernels = [(m.name.decode(), m.tensorIndex) for m in sig.inputs if m.name.decode().startswith("w_")]
+    x = [(m.name.decode(), m.tensorIndex) for m in sig.inputs if not _is_kernel(m.name)]
+    kernels = [(m.name.decode(), m.tensorIndex) for m in sig.inputs if _is_kernel(m.name)]
     outs = [(m.name.decode(), m.tensorIndex) for m in sig.outputs]
     feats = [(feature_name(i), t) for i, t in enumerate(cut.features)]
 

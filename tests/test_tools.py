@@ -72,3 +72,11 @@ def test_ablate_writes_json_table_and_plot(cache_dir, tmp_path):
                     f"--cache_dir={cache_dir}", f"--runs_dir={tmp_path / 'runs'}", f"--results={tmp_path}",
                     f"--doc={tmp_path / 'ablation.md'}")
     assert rc == 0 and log.count("reused;") == 4, log
+
+
+def test_train_fp32_baseline_runs_on_the_split_model(head_model_path, cache_dir, tmp_path):
+    """The float baseline feeds float images to TensorFlow: the int8 prefix cache must stay out of its way."""
+    rc, log = _tool("train.py", f"--model={head_model_path}", f"--cache_dir={cache_dir}", "--precision=fp32",
+                    "--steps=2", "--n_test=50", "--eval_every=0", f"--out={tmp_path}")
+    assert rc == 0, log
+    assert json.loads((tmp_path / "result.json").read_text())["precision"] == "fp32"

@@ -203,3 +203,28 @@ def validate_batch(x: np.ndarray, y: np.ndarray | None = None, num_classes: int 
         raise ValueError(f"labels must be >= 0, got min {ya.min()}")
     if num_classes is not None and ya.size and ya.max() >= num_classes:
         raise ValueError(f"labels must be < num_classes={num_classes}, got max {ya.max()}")
+
+
+def check_labels(y: np.ndarray, n: int, num_classes: int) -> np.ndarray:
+    """Integer labels, one per example, in [0, num_classes) -> int64 (the runtime and both float
+    baselines check labels the same way, with the same messages)."""
+    y = np.asarray(y)
+    if y.shape != (n,) or not np.issubdtype(y.dtype, np.integer):
+        raise ValueError(f"labels must be an integer array of shape ({n},); got {y.dtype} {y.shape}")
+    if y.size and (y.min() < 0 or y.max() >= num_classes):
+        raise ValueError(f"labels out of range [0, {num_classes}): min {y.min()}, max {y.max()}")
+    return y.astype(np.int64)
+
+
+def check_float_batch(x: np.ndarray, y: np.ndarray | None, input_shape: Sequence[int],
+                      num_classes: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """Preprocessed float images (n >= 1, *input_shape) -> float32, and labels (check_labels) -> int64."""
+    x, input_shape = np.asarray(x), tuple(input_shape)
+    if x.ndim != len(input_shape) + 1 or tuple(x.shape[1:]) != input_shape or not len(x):
+        raise ValueError(f"input batch has shape {x.shape}; the model expects (batch >= 1, "
+                         f"{', '.join(map(str, input_shape))})")
+    if not np.issubdtype(x.dtype, np.floating):
+        raise ValueError(f"input batch has dtype {x.dtype}; give preprocessed float images (not the int8 batch)")
+    if not np.isfinite(x).all():
+        raise ValueError("input batch contains NaN or inf values")
+    return x.astype(np.float32, copy=False), None if y is None else check_labels(y, len(x), num_classes)

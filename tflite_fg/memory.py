@@ -31,7 +31,7 @@ from tflite_fg import flatbuf
 from tflite_fg.metadata import Metadata, read_metadata, sha256_bytes
 from tflite_fg.model import ENGINES as _MODEL_ENGINES
 from tflite_fg.model import FORWARD, INFER, PREFIX, SUFFIX, ModelError
-from tflite_fg.objective import AUTO_DATASET_LIMIT_BYTES, CACHE_MODES
+from tflite_fg.objective import CACHE_MODES, choose_cache
 
 MODES = ("infer", "ff-w8", "ff-w16", "bp-fp32", "bp-qat")
 OPTIMIZER_SLOTS = {"sgd": 0, "momentum": 1, "adam": 2}  # float32 slots per trainable parameter
@@ -371,19 +371,13 @@ def _check_batch(batch: int) -> None:
 
 
 def resolve_cache(cache: str, has_prefix: bool, feature_bytes_per_example: int, n_train: int | None) -> str:
-    """The cache a run really uses, as objective.resolve_cache decides it: none without prefix/suffix;
-    auto: the whole data set when its features fit AUTO_DATASET_LIMIT_BYTES, else per batch."""
-    if cache not in CACHES:
-        raise ValueError(f"cache {cache!r}: choose one of {', '.join(CACHES)}")
-    if not has_prefix or cache == "none":
-        return "none"
-    if cache in ("auto", "dataset") and n_train is None:
+    """The cache a run really uses (objective.choose_cache); without n_train, "auto" is taken as
+    per batch and "dataset" cannot be sized."""
+    if n_train is None and has_prefix and cache in ("auto", "dataset"):
         if cache == "dataset":
             raise ValueError("cache='dataset' needs n_train (the number of training examples)")
         return "batch"
-    if cache == "auto":
-        return "dataset" if feature_bytes_per_example * n_train <= AUTO_DATASET_LIMIT_BYTES else "batch"
-    return cache
+    return choose_cache(cache, has_prefix, feature_bytes_per_example, n_train or 1)
 
 
 def estimate(model: str | os.PathLike | bytes, batch: int, mode: str, *, m: int = 3, sparsity: float = 0.0,

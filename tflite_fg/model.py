@@ -18,7 +18,7 @@ from typing import Sequence
 import numpy as np
 from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
-from tflite_fg import flatbuf, losses
+from tflite_fg import data, flatbuf, losses
 from tflite_fg.metadata import Metadata, read_metadata, sha256_bytes
 from tflite_fg.runner import SignatureFn
 
@@ -105,12 +105,7 @@ class FgModel:
         return np.clip(q, -128, 127).astype(np.int8)
 
     def check_labels(self, y: np.ndarray, n: int) -> np.ndarray:
-        y = np.asarray(y)
-        if y.shape != (n,) or not np.issubdtype(y.dtype, np.integer):
-            raise ValueError(f"labels must be an integer array of shape ({n},); got {y.dtype} {y.shape}")
-        if y.size and (y.min() < 0 or y.max() >= self.meta.num_classes):
-            raise ValueError(f"labels out of range [0, {self.meta.num_classes}): min {y.min()}, max {y.max()}")
-        return y.astype(np.int64)
+        return data.check_labels(y, n, self.meta.num_classes)
 
     def _check_params(self, params: Sequence[np.ndarray]) -> None:
         if len(params) != len(self.meta.trainable):

@@ -28,14 +28,23 @@ def feature_bytes(model: FgModel, xq: np.ndarray) -> int:
     return sum(f.nbytes for f in model.features(xq[:1])) * len(xq)
 
 
-def resolve_cache(model: FgModel, xq: np.ndarray, cache: str) -> str:
+def choose_cache(cache: str, has_prefix: bool, feature_bytes_per_example: int, n: int) -> str:
+    """The rule: none without prefix/suffix; auto: the whole data set when its features fit
+    AUTO_DATASET_LIMIT_BYTES, else per batch (memory.estimate predicts with the same rule)."""
     if cache not in CACHE_MODES:
         raise ValueError(f"prefix cache {cache!r}: choose one of {', '.join(CACHE_MODES)}")
-    if not model.has_prefix or cache == "none":
+    if not has_prefix or cache == "none":
         return "none"
     if cache == "auto":
-        return "dataset" if feature_bytes(model, xq) <= AUTO_DATASET_LIMIT_BYTES else "batch"
+        return "dataset" if feature_bytes_per_example * n <= AUTO_DATASET_LIMIT_BYTES else "batch"
     return cache
+
+
+def resolve_cache(model: FgModel, xq: np.ndarray, cache: str) -> str:
+    """The cache mode a run over the int8 data set xq really uses."""
+    needs_size = cache == "auto" and model.has_prefix
+    per_example = feature_bytes(model, xq) // len(xq) if needs_size else 0
+    return choose_cache(cache, model.has_prefix, per_example, len(xq))
 
 
 def minibatch_loss(model: FgModel, xq: np.ndarray, y: np.ndarray, seed: int,

@@ -23,7 +23,7 @@ import time
 import numpy as np
 from absl import app, flags
 
-from tflite_fg import engines, memory, objective, profiling, rng, runs, tasks, trainer, build
+from tflite_fg import assets, build, engines, memory, objective, profiling, rng, runs, tasks, trainer
 from tflite_fg.config import TrainConfig
 from tflite_fg.model import FgModel
 
@@ -61,7 +61,7 @@ def _task(backbone: str, size: int | None = None, n_test: int = 200) -> tasks.Fe
 def _model_path(backbone: str, trainable: str, size: int | None = None) -> pathlib.Path:
     """The converted model (converted here once; TensorFlow only on that path)."""
     tag = f"{backbone}_{trainable.replace(':', '')}" + (f"_{size}px" if size else "")
-    path = runs.assets.cache_dir(FLAGS.cache_dir) / "converted" / "perf" / f"{tag}.tflite"
+    path = assets.cache_dir(FLAGS.cache_dir) / "converted" / "perf" / f"{tag}.tflite"
     if not runs.is_current_conversion(path):
         print(f"  converting {tag} ...", flush=True)
         from converters import pipeline, tasks as ctasks
@@ -334,7 +334,7 @@ def main(argv):
     unknown = set(FLAGS.sections) - set(SECTIONS)
     if unknown:
         raise app.UsageError(f"unknown section(s) {sorted(unknown)}; choose from {', '.join(SECTIONS)}")
-    runs.assets.ensure_assets(FLAGS.cache_dir, log=print)
+    assets.ensure_assets(FLAGS.cache_dir, log=print)
     out_dir = pathlib.Path(FLAGS.out_dir)
     fns = {"speed": speed, "engines": engines_section, "threads": threads, "memory": memory_section,
            "scaling": scaling, "tta": tta}

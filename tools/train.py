@@ -125,15 +125,17 @@ class _Objective(NamedTuple):
     accuracy: Callable[[np.ndarray, np.ndarray, list[np.ndarray]], float]  # (x, y, engine params)
     x_train: np.ndarray
     x_test: np.ndarray
+    prefix_cache: str  # the frozen-prefix cache mode in use (int8 engine only)
 
 
 def _objective(model: FgModel, data: _Data, cfg: TrainConfig, int8_start: list[np.ndarray],
                xq_te: np.ndarray) -> _Objective:
     if cfg.precision != "fp32":
         xq_tr = model.quantize_input(data.x_train)
+        cache = objective.resolve_cache(model, xq_tr, FLAGS.prefix_cache)
         return _Objective(int8_start, objective.minibatch_loss(model, xq_tr, data.y_train, cfg.seed, cfg.batch_size,
-                                                                   FLAGS.prefix_cache),
-                          model.accuracy, xq_tr, xq_te)
+                                                                   cache),
+                          model.accuracy, xq_tr, xq_te, cache)
     if data.task is None:
         raise app.UsageError("--precision=fp32 rebuilds the float model of a default task; it cannot use --data")
     from converters import fp32_reference, tasks as ctasks  # TensorFlow only on this path
@@ -141,7 +143,7 @@ def _objective(model: FgModel, data: _Data, cfg: TrainConfig, int8_start: list[n
                                          data.task.y_support, model.meta.num_classes)
     ref = fp32_reference.FloatReference(float_model, model.meta)
     return _Objective(ref.initial_params(), ref.minibatch_loss(data.x_train, data.y_train, cfg.seed, cfg.batch_size),
-                      lambda x, y, p: ref.accuracy(x, y, p), data.x_train, data.x_test)
+                      lambda x, y, p: ref.accuracy(x, y, p), data.x_train, data.x_test, "n/a (TensorFlow)")
 
 
 def main(argv):
@@ -177,7 +179,7 @@ def main(argv):
                                               "engine": FLAGS.engine, "prefix_cache": FLAGS.prefix_cache})
     print(f"task {data.name}: {len(y_tr)} training / {len(y_te)} test examples; {model.trainable_params} trainable "
           f"weights in {len(model.meta.trainable)} tensors; precision {space.name}; engine {FLAGS.engine}; "
-          f"frozen-prefix cache {objective.resolve_cache(model, obj.x_train, FLAGS.prefix_cache)}")
+          f"frozen-prefix cache {obj.prefix_cache}")
     if cfg.mask != "none":
         print(f"sparse update: mask {cfg.mask}, {masks.frozen_fraction(build.build_masks(cfg, int8_start)):.1%} frozen")
     print(f"step 0: zero-shot test accuracy {zero_shot:.4f}")
