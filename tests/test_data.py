@@ -124,3 +124,23 @@ def test_validate_batch() -> None:
         data.validate_batch(x, np.array([0.0, 1.5, 2.0, 1.0]), num_classes=3)
     with pytest.raises(ValueError, match="one label per example"):
         data.validate_batch(x, np.array([0, 1]), num_classes=3)
+
+
+def test_episode_split(fmnist) -> None:
+    y = fmnist["test"][1]
+    classes, sup, query = data.episode_split(y, ways=5, shots=5, queries=15, seed=3)
+    assert classes.shape == (5,) and len(set(classes)) == 5 and (np.diff(classes) > 0).all()
+    assert sup.shape == (25,) and query.shape == (75,) and not set(sup) & set(query)
+    for c in classes:
+        assert (y[sup] == c).sum() == 5 and (y[query] == c).sum() == 15
+    again = data.episode_split(y, 5, 5, 15, seed=3)
+    assert all((a == b).all() for a, b in zip(again, (classes, sup, query)))
+    assert not (data.episode_split(y, 5, 5, 15, seed=4)[1] == sup).all()
+    _, sup_all, rest = data.episode_split(np.array([0, 0, 0, 1, 1, 2, 2, 2]), 2, 1, None, seed=0)
+    assert len(sup_all) == 2 and len(rest) >= 2 and not set(sup_all) & set(rest)
+    with pytest.raises(ValueError, match="only 10 classes"):
+        data.episode_split(y, 11, 1, 1, 0)
+    with pytest.raises(ValueError, match="needs"):
+        data.episode_split(np.array([0, 0, 1, 1]), 2, 2, None, 0)
+    with pytest.raises(ValueError, match=">= 1"):
+        data.episode_split(y, 5, 0, 1, 0)

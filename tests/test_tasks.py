@@ -203,3 +203,34 @@ def test_size_and_backbone_errors(cache_dir) -> None:
         tasks.load_task("digits", 3, 20, 0, backbone="vgg")
     with pytest.raises(ValueError, match="uint8"):
         data.to_rgb(np.zeros((2, 8, 8), np.float32), 1.0, 0.0, 16)
+
+
+def test_fmnist_episode_labels_classes_and_splits(cache_dir) -> None:
+    ep = tasks.load_fmnist_episode(ways=5, shots=5, queries=15, seed=7, split="test", cache=cache_dir)
+    assert ep.x_support.shape == (25, 32, 32, 3) and ep.x_test.shape == (75, 32, 32, 3)
+    assert (np.bincount(ep.y_support) == 5).all() and (np.bincount(ep.y_test) == 15).all()
+    assert len(ep.classes) == 5 and set(ep.classes) <= set(data.FASHION_MNIST_CLASSES)
+    x, y = data.load_fashion_mnist("test", cache_dir)
+    classes, sup, _ = data.episode_split(y, 5, 5, 15, 7)
+    assert ep.classes == tuple(data.FASHION_MNIST_CLASSES[c] for c in classes)
+    assert np.array_equal(ep.x_support, data.to_rgb(x[sup], tasks.PIXEL_SCALE, tasks.PIXEL_OFFSET, 32))
+    train_ep = tasks.load_fmnist_episode(seed=7, split="train", cache=cache_dir)  # tuning: other images
+    assert not np.array_equal(train_ep.x_support, ep.x_support)
+    with pytest.raises(ValueError, match="split"):
+        tasks.load_fmnist_episode(split="val", cache=cache_dir)
+
+
+def test_vww_faces_split() -> None:
+    t = tasks.load_vww_faces(shots=10, seed=2)
+    assert t.x_support.shape == (20, 96, 96, 3) and t.x_test.shape == (180, 96, 96, 3)
+    assert t.backbone == "mobilenetv1_vww" and t.classes == ("person", "non_person")
+    assert (np.bincount(t.y_support) == 10).all() and (np.bincount(t.y_test) == 90).all()
+    assert t.x_support.min() >= 0 and t.x_support.max() <= 255  # raw pixels, as VWW was trained
+    x, y = tasks.lfw_faces()
+    assert x.dtype == np.uint8 and x.shape == (200, 25, 25) and (np.bincount(y) == 100).all()
+    again = tasks.load_vww_faces(shots=10, seed=2)
+    assert np.array_equal(again.x_test, t.x_test)
+    assert not np.array_equal(tasks.load_vww_faces(shots=10, seed=3).x_support, t.x_support)
+    for bad in (0, 100):
+        with pytest.raises(ValueError, match="shots"):
+            tasks.load_vww_faces(shots=bad)

@@ -80,3 +80,23 @@ def test_train_fp32_baseline_runs_on_the_split_model(head_model_path, cache_dir,
                     "--steps=2", "--n_test=50", "--eval_every=0", f"--out={tmp_path}")
     assert rc == 0, log
     assert json.loads((tmp_path / "result.json").read_text())["precision"] == "fp32"
+
+
+def test_bench_quick_tunes_tests_reports_and_reuses(cache_dir, tmp_path):
+    args = ["--quick", "--only=fmnist-fewshot", "--modes=LP", "--jobs=1", f"--cache_dir={cache_dir}",
+            f"--runs_dir={tmp_path / 'runs'}", f"--results={tmp_path / 'results'}"]
+    rc, log = _tool("bench.py", *args)
+    assert rc == 0, log
+    out = tmp_path / "results" / "paper-quick"
+    summary = json.loads((out / "fmnist-fewshot.json").read_text())
+    (row,) = summary["rows"]
+    assert row["mode"] == "LP" and row["episodes"] == 2 and row["n_test"] == 75
+    assert set(row["methods"]) == {"bp-fp32", "bp-qat", "ff-fp32", "ff-w16", "ff-w8"}
+    for method, s in row["methods"].items():
+        assert 0 <= s["mean"] <= 1 and s["ci"] >= 0 and len(s["curve"]["acc"]) == 10
+        assert s["lr"] in [float(k) for k in s["val_acc"]] and s["val_acc"][str(s["lr"])] == max(s["val_acc"].values())
+    doc = (out / "benchmarks.md").read_text()
+    assert "## fmnist-fewshot" in doc and "within 5 / 2 points of BP fp32" in doc and "python tools/bench.py" in doc
+    assert (out / "fmnist-fewshot.png").stat().st_size > 0
+    rc, log = _tool("bench.py", *args)
+    assert rc == 0 and "1 reused, 0 to run" in log and "2 reused, 0 to run" in log, log

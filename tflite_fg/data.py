@@ -168,6 +168,35 @@ def fewshot_split(labels: np.ndarray, shots_per_class: int, seed: int,
     return np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, np.int64)
 
 
+def episode_split(labels: np.ndarray, ways: int, shots: int, queries: int | None,
+                  seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A ProtoNet-style episode: ``ways`` classes drawn from the labels present, then ``shots``
+    support and ``queries`` query examples per class (None: all the rest), disjoint.
+
+    Returns (classes, support indices, query indices); the episode's label of an example is the
+    position of its class in ``classes``. One ``np.random.default_rng(seed)`` draws everything."""
+    y = np.asarray(labels)
+    if y.ndim != 1:
+        raise ValueError(f"labels must be 1-D, got shape {y.shape}")
+    if ways < 1 or shots < 1 or (queries is not None and queries < 1):
+        raise ValueError(f"ways={ways}, shots={shots}, queries={queries}: all must be >= 1")
+    present = np.unique(y)
+    if ways > present.size:
+        raise ValueError(f"ways={ways}: only {present.size} classes present")
+    rng = np.random.default_rng(seed)
+    classes = np.sort(rng.choice(present, size=ways, replace=False))
+    support, query = [], []
+    for c in classes:
+        pool = rng.permutation(np.flatnonzero(y == c))
+        need = shots + (1 if queries is None else queries)
+        if pool.size < need:
+            raise ValueError(f"class {c} has {pool.size} examples; {shots} shots + "
+                             f"{'at least 1' if queries is None else queries} queries need {need}")
+        support.append(np.sort(pool[:shots]))
+        query.append(np.sort(pool[shots:] if queries is None else pool[shots:shots + queries]))
+    return classes, np.concatenate(support).astype(np.int64), np.concatenate(query).astype(np.int64)
+
+
 def sample_indices(n_total: int, n: int, seed: int) -> np.ndarray:
     """Sorted seeded subset of ``range(n_total)`` of size ``n``, without replacement."""
     if not 0 <= n <= n_total:

@@ -94,6 +94,7 @@ class FewShotTask:
     shots: int
     seed: int
     backbone: str = DEFAULT_BACKBONE  # the BACKBONES entry whose input the images are prepared for
+    classes: tuple[str, ...] = ()     # names of labels 0..C-1 (episodes pick a subset of a data set's classes)
 
 
 def _prep(backbone: str, size: int | None):
@@ -164,3 +165,46 @@ def load_task(name: str, shots: int, n_test: int, seed: int, cache: str | os.Pat
     if name == "digits":
         return load_digits_fewshot(shots, n_test, seed, backbone, size)
     raise ValueError(f"unknown task {name!r}; choices: {', '.join(TASKS)}")
+
+
+def load_fmnist_episode(ways: int = 5, shots: int = 5, queries: int = 15, seed: int = 0, split: str = "test",
+                        cache: str | os.PathLike | None = None, backbone: str = DEFAULT_BACKBONE) -> FewShotTask:
+    """A ``ways``-way ``shots``-shot Fashion-MNIST episode (data.episode_split) with ``queries`` test
+    images per class, labels 0..ways-1. Benchmarks test on ``split="test"`` episodes and tune
+    hyper-parameters on ``split="train"`` ones, so tuning never sees a test image."""
+    if split not in ("train", "test"):
+        raise ValueError(f"split={split!r}: 'train' or 'test'")
+    x, y = data.load_fashion_mnist(split, cache)
+    classes, sup, query = data.episode_split(y, ways, shots, queries, seed)
+    relabel = np.searchsorted(classes, y)
+    prep = _prep(backbone, None)
+    return FewShotTask(prep(x[sup]), relabel[sup].astype(np.int64), prep(x[query]), relabel[query].astype(np.int64),
+                       shots, seed, backbone, tuple(data.FASHION_MNIST_CLASSES[c] for c in classes))
+
+
+VWW_FACES_CLASSES = ("person", "non_person")  # the VWW model's own class order: faces are "person"
+
+
+def lfw_faces() -> tuple[np.ndarray, np.ndarray]:
+    """scikit-image's bundled LFW subset (no download): 100 face and 100 non-face 25x25 crops as
+    uint8 grey, labels 0 = face (VWW's "person") and 1 = non-face."""
+    try:
+        from skimage.data import lfw_subset
+    except ImportError as e:
+        raise ImportError("vww-faces needs scikit-image: `pip install -e .[tasks]`") from e
+    images = np.rint(np.asarray(lfw_subset(), np.float64) * 255.0).astype(np.uint8)
+    if images.shape != (200, 25, 25):
+        raise ValueError(f"unexpected lfw_subset shape {images.shape}; expected (200, 25, 25)")
+    return images, np.repeat(np.arange(2, dtype=np.int64), 100)  # first 100 are faces (skimage docs)
+
+
+def load_vww_faces(shots: int = 10, seed: int = 0, size: int | None = None) -> FewShotTask:
+    """Faces vs non-faces for the Visual Wake Words MobileNetV1, whose own person / non-person
+    head is the zero-shot classifier: ``shots`` images per class train, all the others test."""
+    x, y = lfw_faces()
+    if not 1 <= shots < 100:
+        raise ValueError(f"shots={shots}: must be in 1..99 (100 images per class)")
+    sup, test = split_support_test(y, shots, len(y) - 2 * shots, seed)
+    prep = _prep("mobilenetv1_vww", size)
+    return FewShotTask(prep(x[sup]), y[sup], prep(x[test]), y[test], shots, seed, "mobilenetv1_vww",
+                       VWW_FACES_CLASSES)

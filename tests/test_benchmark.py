@@ -1,0 +1,78 @@
+"""converters.benchmark and converters.suite: one benchmark cell on a real episode, every method."""
+import dataclasses
+
+import numpy as np
+import pytest
+
+from converters import benchmark, suite
+
+MODE = benchmark.Mode("LP", "last:1")
+
+
+@pytest.fixture(scope="module")
+def episode(cache_dir):
+    return suite.get_task("fmnist-fewshot").make_episode("5w5s", "test", 0, str(cache_dir))
+
+
+@pytest.fixture(scope="module")
+def converted(episode, tmp_path_factory):
+    return benchmark.Converted(episode, MODE, tmp_path_factory.mktemp("bench"))
+
+
+def test_episode_is_a_real_5_way_5_shot_task(episode):
+    assert episode.x_train.shape == (25, 32, 32, 3) and episode.x_test.shape == (75, 32, 32, 3)
+    assert len(episode.class_names) == 5 and (np.bincount(episode.y_train) == 5).all()
+    assert 0.4 < benchmark.float_accuracy(episode) < 0.95  # the prototype head: well above chance 0.2
+
+
+def test_cached_test_features_give_forward_accuracy(converted, episode):
+    model = converted.model
+    params = model.initial_params()
+    direct = model.accuracy(model.quantize_input(episode.x_test), episode.y_test, params)
+    assert converted.accuracy(params) == direct
+
+
+def test_ff_int8_run_is_bit_reproducible_and_learns_the_training_set(converted):
+    hp = benchmark.Hyper(lr=1.0, steps=60, batch_size=25)
+    a = benchmark.run_ff_int8(converted, MODE, hp, "w16", seed=3)
+    b = benchmark.run_ff_int8(converted, MODE, hp, "w16", seed=3)
+    assert [p["acc"] for p in a.curve] == [p["acc"] for p in b.curve] and a.final_acc == b.final_acc
+    assert a.forward_passes == 60 * 6 and len(a.curve) == benchmark.EVAL_POINTS
+    assert [p["step"] for p in a.curve] == list(range(6, 61, 6))
+
+
+def test_run_cell_runs_every_method_on_the_same_episode(episode):
+    plan = {m: [benchmark.Hyper(lr=1e-3 if m.startswith("bp") else 0.5, steps=10, batch_size=25)]
+            for m in benchmark.TRAINED_METHODS}
+    lines = []
+    out = benchmark.run_cell(episode, MODE, plan, seed=0, log=lines.append)
+    assert [r["method"] for r in out["runs"]] == list(benchmark.TRAINED_METHODS) and len(lines) == 5
+    assert out["trainable_params"] == 64 * 5 and out["n_train"] == 25 and out["n_test"] == 75
+    for r in out["runs"]:
+        assert 0 <= r["final_acc"] <= 1 and r["curve"][-1]["step"] == 10
+        assert r["forward_passes"] == (10 if r["method"].startswith("bp") else 60)
+    with pytest.raises(ValueError, match="unknown methods"):
+        benchmark.run_cell(episode, MODE, {"sgd": []})
+
+
+def test_unit_key_covers_every_field():
+    unit = suite.Unit("fmnist-fewshot", "5w5s", "LP", "val", 0, {"ff-w16": [{"lr": 0.5}]})
+    assert unit.key() == suite.Unit("fmnist-fewshot", "5w5s", "LP", "val", 0, {"ff-w16": [{"lr": 0.5}]}).key()
+    for change in ({"index": 1}, {"split": "test"}, {"plan": {"ff-w16": [{"lr": 0.25}]}}):
+        assert dataclasses.replace(unit, **change).key() != unit.key()
+    assert len({unit, suite.Unit(**dataclasses.asdict(unit))}) == 1
+    assert unit.path("/r").endswith("fmnist-fewshot/5w5s/LP/val0.json")
+
+
+def test_suite_specs_and_errors():
+    assert set(suite.TASKS) == {"fmnist-fewshot", "vww-faces", "fmnist-c", "sounds-fewshot"}
+    for spec in suite.TASKS.values():
+        assert set(spec.grids) == set(benchmark.TRAINED_METHODS) and spec.episodes["val"] >= 1
+        assert spec.hyper("bp-fp32", 1e-3).steps == spec.bp_steps and spec.hyper("ff-w8", 1.0, 0.2).steps == \
+            round(spec.ff_steps * 0.2)
+    with pytest.raises(ValueError, match="unknown task"):
+        suite.get_task("cifar")
+    with pytest.raises(ValueError, match="unknown mode"):
+        suite.get_task("fmnist-fewshot").mode("full")
+    with pytest.raises(ValueError, match="split"):
+        suite.get_task("fmnist-fewshot").make_episode("5w5s", "train", 0, None)

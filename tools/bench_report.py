@@ -1,0 +1,201 @@
+"""Summaries, plots and the markdown report of tools/bench.py (docs/benchmarks.md).
+
+  python tools/bench_report.py          # rebuild docs/benchmarks.md from bench/results/paper/*.json
+
+Hand-written discussion between the NOTES markers of the existing report is kept.
+"""
+import _paths  # noqa: F401
+
+import json
+import os
+import pathlib
+
+import numpy as np
+from absl import app, flags
+
+from converters.benchmark import TRAINED_METHODS
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+NOTES_BEGIN, NOTES_END = "<!-- NOTES -->", "<!-- /NOTES -->"
+LABELS = {"bp-fp32": "BP fp32", "bp-qat": "BP QAT", "ff-fp32": "FF fp32", "ff-w16": "FF int8 w16",
+          "ff-w8": "FF int8 w8"}
+FF_INT8 = ("ff-w16", "ff-w8")
+
+
+def mean_ci(values) -> dict:
+    """Mean and the half-width of its 95% confidence interval (Student t over episodes)."""
+    v = np.asarray(values, np.float64)
+    if len(v) < 2:
+        return {"mean": float(v.mean()), "ci": 0.0, "n": len(v)}
+    from scipy import stats
+    half = float(stats.t.ppf(0.975, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v)))
+    return {"mean": float(v.mean()), "ci": half, "n": len(v)}
+
+
+def _curve(runs: list[dict]) -> dict:
+    pts = [r["curve"] for r in runs]
+    return {k: np.mean([[p[k] for p in c] for c in pts], axis=0).round(4).tolist()
+            for k in ("step", "forward_passes", "wall_s", "acc")}
+
+
+def summarize(spec, results: list[dict], chosen: dict, n_val: int) -> dict:
+    """Per row (variant x mode): zero-shot and each method's test accuracy (mean ± 95% CI over
+    episodes), forward passes, training wall time and the mean curve."""
+    rows = []
+    for v in spec.variants:
+        for m in [m.name for m in spec.modes]:
+            cell = [r for r in results if (r["unit"]["variant"], r["unit"]["mode"]) == (v, m)]
+            if not cell:
+                continue
+            row = {"variant": v, "mode": m, "trainable": cell[0]["mode"]["trainable"],
+                   "mask": cell[0]["mode"]["mask"], "episodes": len(cell),
+                   "trainable_params": cell[0]["trainable_params"], "n_train": cell[0]["n_train"],
+                   "n_test": cell[0]["n_test"],
+                   "zero_shot_fp32": mean_ci([r["zero_shot"]["fp32"] for r in cell]),
+                   "zero_shot_int8": mean_ci([r["zero_shot"]["int8"] for r in cell]), "methods": {}}
+            for method in TRAINED_METHODS:
+                runs = [run for r in cell for run in r["runs"] if run["method"] == method]
+                if not runs:
+                    continue
+                c = chosen[(v, m, method)]
+                row["methods"][method] = {**mean_ci([run["final_acc"] for run in runs]), "lr": c["lr"],
+                                          "val_acc": {str(k): x for k, x in c["val_acc"].items()},
+                                          "hyper": runs[0]["hyper"],
+                                          "forward_passes": int(np.mean([run["forward_passes"] for run in runs])),
+                                          "wall_s": float(np.mean([run["wall_s"] for run in runs])),
+                                          "curve": _curve(runs)}
+            rows.append(row)
+    return {"task": spec.name, "what": spec.what, "validation_episodes": n_val, "rows": rows,
+            "compute_s": round(sum(r.get("unit_s", 0.0) for r in results), 1)}
+
+
+def _pct(s: dict) -> str:
+    return f"{100 * s['mean']:.1f} ± {100 * s['ci']:.1f}"
+
+
+def _gap(row: dict, method: str) -> float | None:
+    ms = row["methods"]
+    if method in ms and "bp-fp32" in ms:
+        return 100 * (ms[method]["mean"] - ms["bp-fp32"]["mean"])
+    return None
+
+
+def _table(summary: dict) -> list[str]:
+    methods = [m for m in TRAINED_METHODS if any(m in r["methods"] for r in summary["rows"])]
+    head = ["row", "mode (trainable)", "zero-shot fp32", "zero-shot int8"] + [LABELS[m] for m in methods] + \
+           [f"{LABELS[m]} − BP fp32" for m in FF_INT8 if m in methods]
+    out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in summary["rows"]:
+        mode = f"{r['mode']} ({r['trainable']}{', FF mask ' + r['mask'] if r['mask'] != 'none' else ''}; " \
+               f"{r['trainable_params']:,} w)"
+        cells = [r["variant"], mode, _pct(r["zero_shot_fp32"]), _pct(r["zero_shot_int8"])]
+        cells += [_pct(r["methods"][m]) if m in r["methods"] else "" for m in methods]
+        cells += [f"{g:+.1f}" if (g := _gap(r, m)) is not None else "" for m in FF_INT8 if m in methods]
+        out.append("| " + " | ".join(cells) + " |")
+    return out
+
+
+def _cost_table(summary: dict) -> list[str]:
+    out = ["| row | mode | method | lr (grid: mean val acc) | steps | forward passes | train wall s |",
+           "|---|---|---|---|---|---|---|"]
+    for r in summary["rows"]:
+        for m, s in r["methods"].items():
+            grid = ", ".join(f"{float(k):g}: {100 * a:.1f}" for k, a in s["val_acc"].items())
+            out.append(f"| {r['variant']} | {r['mode']} | {LABELS[m]} | **{s['lr']:g}** ({grid}) | "
+                       f"{s['hyper']['steps']} | {s['forward_passes']:,} | {s['wall_s']:.2f} |")
+    return out
+
+
+def within_counts(summaries: dict) -> dict:
+    """How many cells (rows of all tables) put FF int8 within 5 / 2 points of BP fp32."""
+    out = {}
+    for m in FF_INT8:
+        gaps = [g for s in summaries.values() for r in s["rows"] if (g := _gap(r, m)) is not None]
+        out[m] = {"cells": len(gaps), "within5": sum(g >= -5 for g in gaps), "within2": sum(g >= -2 for g in gaps)}
+    return out
+
+
+def plot(summary: dict, path: pathlib.Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    rows = summary["rows"]
+    fig, axes = plt.subplots(2, len(rows), figsize=(4.2 * len(rows), 7), squeeze=False)
+    for j, r in enumerate(rows):
+        for i, (key, label) in enumerate([("forward_passes", "forward passes (batches)"),
+                                          ("wall_s", "training wall time (s)")]):
+            ax = axes[i][j]
+            for m, s in r["methods"].items():
+                c = s["curve"]
+                ax.plot([0] + c[key], [100 * r["zero_shot_int8"]["mean"]] + [100 * a for a in c["acc"]],
+                        marker=".", label=LABELS[m], ls="--" if m.startswith("bp") else "-")
+            ax.axhline(100 * r["zero_shot_fp32"]["mean"], color="grey", ls=":", label="zero-shot fp32")
+            ax.set_xscale("symlog", linthresh=1.0 if key == "forward_passes" else 0.01)
+            ax.set(xlabel=label, ylabel="test accuracy (%)", title=f"{r['variant']} {r['mode']} (n={r['episodes']})")
+            ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=7)
+    fig.suptitle(summary["task"])
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _old_notes(doc: pathlib.Path) -> str:
+    if doc.exists():
+        text = doc.read_text()
+        if NOTES_BEGIN in text and NOTES_END in text:
+            return text[text.index(NOTES_BEGIN):text.index(NOTES_END) + len(NOTES_END)]
+    return f"{NOTES_BEGIN}\n(Discussion: written by hand, kept across regenerations.)\n{NOTES_END}"
+
+
+def load_summaries(out: pathlib.Path) -> dict:
+    """The summaries tools/bench.py wrote to ``out``, in the suite's order."""
+    found = {p.stem: json.loads(p.read_text()) for p in out.glob("*.json")}
+    order = [n for n in ("fmnist-fewshot", "vww-faces", "fmnist-c", "sounds-fewshot") if n in found]
+    return {n: found[n] for n in order + sorted(set(found) - set(order))}
+
+
+def write_report(summaries: dict, out: pathlib.Path, doc: pathlib.Path) -> None:
+    counts = within_counts(summaries)
+    compute = sum(s["compute_s"] for s in summaries.values())
+    lines = ["# Benchmarks: the paper's experiments on real offline data", "",
+             "Regenerate (each command writes its benchmark's `" + os.path.relpath(out, ROOT) + "/<name>.json` and "
+             "plot, then this file from every summary there; finished units are reused; report only: "
+             "`python tools/bench_report.py`):", ""] + [f"    {s.get('command', '?')}" for s in summaries.values()] + [
+             "",
+             f"Compute: {compute / 60:.0f} worker-minutes on this machine (2 cores, one single-threaded worker "
+             "per core).", "",
+             "**Summary:** " + "; ".join(
+                 f"{LABELS[m]} within 5 / 2 points of BP fp32 on {c['within5']} / {c['within2']} of {c['cells']} cells"
+                 for m, c in counts.items() if c["cells"]) + ".", "",
+             "Cells: test accuracy in %, mean ± 95% CI (Student t) over the row's test episodes. The learning rate "
+             "of every method and row was chosen on validation episodes (second table per task). Forward passes "
+             "count batch evaluations (a BP step is one forward and one backward pass; an FF step is 2m = 6 "
+             "forward passes). FF int8 runs the LiteRT interpreter (XNNPACK, one thread) on the converted graph; "
+             "FF fp32 and BP run tf_keras on one thread.", "", _old_notes(doc), ""]
+    for name, s in summaries.items():
+        png = out / f"{name}.png"
+        plot(s, png)
+        lines += [f"## {name}", "", s["what"] + f". Validation episodes per row: {s['validation_episodes']}.", ""]
+        lines += _table(s) + ["", "<details><summary>learning rates, passes, wall time</summary>", ""]
+        lines += _cost_table(s) + ["", "</details>", "", f"![{name}]({os.path.relpath(png, doc.parent)})", ""]
+    doc.parent.mkdir(parents=True, exist_ok=True)
+    doc.write_text("\n".join(lines))
+
+
+def main(argv):
+    del argv
+    FLAGS = flags.FLAGS
+    out = pathlib.Path(FLAGS.results)
+    summaries = load_summaries(out)
+    if not summaries:
+        raise app.UsageError(f"no summaries in {out}: run tools/bench.py first")
+    write_report(summaries, out, pathlib.Path(FLAGS.doc))
+    print(f"wrote {FLAGS.doc}")
+
+
+if __name__ == "__main__":  # flags here: tools/bench.py imports this module and has its own
+    flags.DEFINE_string("results", str(ROOT / "bench" / "results" / "paper"), "Summaries written by tools/bench.py.")
+    flags.DEFINE_string("doc", str(ROOT / "docs" / "benchmarks.md"), "The report.")
+    app.run(main)
