@@ -97,6 +97,6 @@ def test_bench_quick_tunes_tests_reports_and_reuses(cache_dir, tmp_path):
         assert s["lr"] in [float(k) for k in s["val_acc"]] and s["val_acc"][str(s["lr"])] == max(s["val_acc"].values())
     doc = (out / "benchmarks.md").read_text()
     assert "## fmnist-fewshot" in doc and "within 5 / 2 points of BP fp32" in doc and "python tools/bench.py" in doc
-    assert (out / "fmnist-fewshot.png").stat().st_size > 0
+    assert all((out / f"fmnist-fewshot-{k}.png").stat().st_size > 0 for k in ("passes", "wall"))
     rc, log = _tool("bench.py", *args)
     assert rc == 0 and "1 reused, 0 to run" in log and "2 reused, 0 to run" in log, log

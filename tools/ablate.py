@@ -20,6 +20,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+from _notes import kept_notes
 from absl import app, flags
 
 from tflite_fg import runs
@@ -68,7 +69,6 @@ TASK_VARIANTS = {"fmnist": list(VARIANTS), "digits": ["w8", "w8-sr", "w16", "w16
                                                        "sparse-topk90"]}
 TASK_FLAGS = {"fmnist": "--task=fmnist --shots=20", "digits": "--task=digits --shots=10"}
 PLOTTED = ["w8", "w8-sr", "w16", "w16-paper", "fp32", "sam+kernel-norm", "sparse-topk90"]
-NOTES_BEGIN, NOTES_END = "<!-- NOTES -->", "<!-- /NOTES -->"
 
 
 def _run_flags(task: str, variant: str, seed: int) -> list[str]:
@@ -143,14 +143,6 @@ def _plot(summaries: dict, path: pathlib.Path) -> None:
     fig.savefig(path, dpi=110)
 
 
-def _old_notes(doc: pathlib.Path) -> str:
-    if doc.exists():
-        text = doc.read_text()
-        if NOTES_BEGIN in text and NOTES_END in text:
-            return text[text.index(NOTES_BEGIN):text.index(NOTES_END) + len(NOTES_END)]
-    return f"{NOTES_BEGIN}\n(Findings: written by hand, kept across regenerations.)\n{NOTES_END}"
-
-
 def _write_doc(summaries: dict, doc: pathlib.Path, png: pathlib.Path) -> None:
     cmd = "python tools/ablate.py" + ("" if FLAGS.steps == 1000 and FLAGS.seeds == 3 else
                                       f" --steps={FLAGS.steps} --seeds={FLAGS.seeds}")
@@ -161,7 +153,7 @@ def _write_doc(summaries: dict, doc: pathlib.Path, png: pathlib.Path) -> None:
              "LSBs per unit of z (the block gets 0.4 of it), trainable = last residual block + head of ResNet-8 "
              f"(57,984 weights), engine XNNPACK, one thread; test accuracy on {FLAGS.n_test} held-out images; "
              f"mean ± sample std over seeds 0..{FLAGS.seeds - 1}. \"vs w16\" is the difference of means in points.",
-             "", _old_notes(doc), ""]
+             "", kept_notes(doc, "(Findings: written by hand, kept across regenerations.)"), ""]
     for task, summary in summaries.items():
         zero = next(iter(summary.values()))["zero_shot"]
         lines += [f"## {task} (zero-shot prototype head: {100 * zero:.1f}%)", ""] + _table(task, summary) + [""]

@@ -43,6 +43,8 @@ flags.DEFINE_enum("suite", "paper", sorted(SUITES), "Which suite.")
 flags.DEFINE_list("only", [], f"Subset of the suite's benchmarks ({', '.join(suite.TASKS)}).")
 flags.DEFINE_list("modes", [], "Subset of training modes (e.g. LP).")
 flags.DEFINE_list("methods", list(TRAINED_METHODS), "Trained methods (zero-shot always runs).")
+flags.DEFINE_integer("ff_steps", 0, "FF steps per run (0: each benchmark's own); e.g. to see where FF converges.")
+flags.DEFINE_integer("bp_steps", 0, "BP steps per run (0: each benchmark's own).")
 flags.DEFINE_integer("tasks", 0, "Test tasks (episodes) per row; 0: each benchmark's full-suite number.")
 flags.DEFINE_bool("quick", False, f"Smoke run: {QUICK['val']} validation / {QUICK['test']} test episodes, steps x "
                   f"{QUICK['scale']}; results under <suite>-quick.")
@@ -135,7 +137,8 @@ def main(argv):
     del argv
     logging.set_verbosity(logging.WARNING)
     names = FLAGS.only or list(SUITES[FLAGS.suite])
-    specs = [suite.get_task(n) for n in names]
+    specs = [dataclasses.replace(s, ff_steps=FLAGS.ff_steps or s.ff_steps, bp_steps=FLAGS.bp_steps or s.bp_steps)
+             for s in map(suite.get_task, names)]
     bad = set(FLAGS.methods) - set(TRAINED_METHODS)
     if bad:
         raise app.UsageError(f"unknown methods {sorted(bad)}; choices: {', '.join(TRAINED_METHODS)}")
@@ -165,7 +168,8 @@ def main(argv):
     test = _run_units(test_units, root, "test")
     command = " ".join(["python tools/bench.py"] + [a for a in sys.argv[1:] if not a.startswith("--jobs")])
     for s in specs:
-        summary = summarize(s, [test[u] for u in test_units if u.task == s.name], chosen[s.name], n_val[s.name])
+        summary = summarize(s, [test[u] for u in test_units if u.task == s.name], chosen[s.name],
+                            [val[u] for u in val_units if u.task == s.name])
         runs.write_json(out / f"{s.name}.json", {**summary, "command": command})
     doc = pathlib.Path(FLAGS.doc) if FLAGS.doc else (out / "benchmarks.md" if FLAGS.quick else
                                                    ROOT / "docs" / "benchmarks.md")

@@ -11,12 +11,12 @@ import os
 import pathlib
 
 import numpy as np
+from _notes import kept_notes
 from absl import app, flags
 
 from converters.benchmark import TRAINED_METHODS
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-NOTES_BEGIN, NOTES_END = "<!-- NOTES -->", "<!-- /NOTES -->"
 LABELS = {"bp-fp32": "BP fp32", "bp-qat": "BP QAT", "ff-fp32": "FF fp32", "ff-w16": "FF int8 w16",
           "ff-w8": "FF int8 w8"}
 FF_INT8 = ("ff-w16", "ff-w8")
@@ -38,9 +38,10 @@ def _curve(runs: list[dict]) -> dict:
             for k in ("step", "forward_passes", "wall_s", "acc")}
 
 
-def summarize(spec, results: list[dict], chosen: dict, n_val: int) -> dict:
+def summarize(spec, results: list[dict], chosen: dict, val_results: list[dict]) -> dict:
     """Per row (variant x mode): zero-shot and each method's test accuracy (mean ± 95% CI over
-    episodes), forward passes, training wall time and the mean curve."""
+    episodes), forward passes, training wall time and the mean curve; and what the tuning and
+    test units cost, with the estimate for the benchmark's full number of test episodes."""
     rows = []
     for v in spec.variants:
         for m in [m.name for m in spec.modes]:
@@ -65,8 +66,13 @@ def summarize(spec, results: list[dict], chosen: dict, n_val: int) -> dict:
                                           "wall_s": float(np.mean([run["wall_s"] for run in runs])),
                                           "curve": _curve(runs)}
             rows.append(row)
-    return {"task": spec.name, "what": spec.what, "validation_episodes": n_val, "rows": rows,
-            "compute_s": round(sum(r.get("unit_s", 0.0) for r in results), 1)}
+    val_s, test_s = (sum(r["unit_s"] for r in rs) for rs in (val_results, results))
+    per_row = max(len(results) // max(len(rows), 1), 1)
+    full = spec.episodes["test"]
+    return {"task": spec.name, "what": spec.what, "rows": rows,
+            "validation_episodes": len(val_results) // max(len(rows), 1), "test_episodes": per_row,
+            "full_test_episodes": full, "val_compute_s": round(val_s, 1), "test_compute_s": round(test_s, 1),
+            "compute_s": round(val_s + test_s, 1), "full_compute_s": round(val_s + test_s * full / per_row, 1)}
 
 
 def _pct(s: dict) -> str:
@@ -115,16 +121,24 @@ def within_counts(summaries: dict) -> dict:
     return out
 
 
-def plot(summary: dict, path: pathlib.Path) -> None:
+AXES = {"passes": ("forward_passes", "forward passes (batches)"), "wall": ("wall_s", "training wall time (s)")}
+
+
+def plot(summary: dict, out: pathlib.Path) -> dict[str, pathlib.Path]:
+    """Mean test-accuracy curves, one panel per row (variants down, modes across), against forward
+    passes and against training wall time: <out>/<task>-passes.png and <task>-wall.png."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     rows = summary["rows"]
-    fig, axes = plt.subplots(2, len(rows), figsize=(4.2 * len(rows), 7), squeeze=False)
-    for j, r in enumerate(rows):
-        for i, (key, label) in enumerate([("forward_passes", "forward passes (batches)"),
-                                          ("wall_s", "training wall time (s)")]):
-            ax = axes[i][j]
+    variants = list(dict.fromkeys(r["variant"] for r in rows))
+    modes = list(dict.fromkeys(r["mode"] for r in rows))
+    paths = {}
+    for name, (key, label) in AXES.items():
+        fig, axes = plt.subplots(len(variants), len(modes), figsize=(4.3 * len(modes), 3.3 * len(variants)),
+                                 squeeze=False)
+        for r in rows:
+            ax = axes[variants.index(r["variant"])][modes.index(r["mode"])]
             for m, s in r["methods"].items():
                 c = s["curve"]
                 ax.plot(c[key], [100 * a for a in c["acc"]], marker=".", label=LABELS[m],
@@ -134,20 +148,14 @@ def plot(summary: dict, path: pathlib.Path) -> None:
             ax.set_xscale("log")
             ax.set(xlabel=label, ylabel="test accuracy (%)", title=f"{r['variant']} {r['mode']} (n={r['episodes']})")
             ax.grid(alpha=0.3)
-    axes[0][0].legend(fontsize=7)
-    fig.suptitle(summary["task"])
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-
-
-def _old_notes(doc: pathlib.Path) -> str:
-    if doc.exists():
-        text = doc.read_text()
-        if NOTES_BEGIN in text and NOTES_END in text:
-            return text[text.index(NOTES_BEGIN):text.index(NOTES_END) + len(NOTES_END)]
-    return f"{NOTES_BEGIN}\n(Discussion: written by hand, kept across regenerations.)\n{NOTES_END}"
+        axes[0][0].legend(fontsize=7)
+        fig.suptitle(f"{summary['task']}: mean test accuracy during training")
+        fig.tight_layout()
+        paths[name] = out / f"{summary['task']}-{name}.png"
+        paths[name].parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(paths[name], dpi=100)
+        plt.close(fig)
+    return paths
 
 
 def load_summaries(out: pathlib.Path) -> dict:
@@ -160,13 +168,15 @@ def load_summaries(out: pathlib.Path) -> dict:
 def write_report(summaries: dict, out: pathlib.Path, doc: pathlib.Path) -> None:
     counts = within_counts(summaries)
     compute = sum(s["compute_s"] for s in summaries.values())
+    full = sum(s.get("full_compute_s", s["compute_s"]) for s in summaries.values())
     lines = ["# Benchmarks: the paper's experiments on real offline data", "",
              "Regenerate (each command writes its benchmark's `" + os.path.relpath(out, ROOT) + "/<name>.json` and "
              "plot, then this file from every summary there; finished units are reused; report only: "
              "`python tools/bench_report.py`):", ""] + [f"    {s.get('command', '?')}" for s in summaries.values()] + [
              "",
              f"Compute: {compute / 60:.0f} worker-minutes on this machine (2 cores, one single-threaded worker "
-             "per core).", "",
+             f"per core, so about half that in wall time); with every benchmark's full number of test episodes "
+             f"about {full / 60:.0f} worker-minutes (`--tasks` sets the number per row).", "",
              "**Summary:** " + "; ".join(
                  f"{LABELS[m]} within 5 / 2 points of BP fp32 on {c['within5']} / {c['within2']} of {c['cells']} cells"
                  for m, c in counts.items() if c["cells"]) + ".", "",
@@ -174,13 +184,17 @@ def write_report(summaries: dict, out: pathlib.Path, doc: pathlib.Path) -> None:
              "of every method and row was chosen on validation episodes (second table per task). Forward passes "
              "count batch evaluations (a BP step is one forward and one backward pass; an FF step is 2m = 6 "
              "forward passes). FF int8 runs the LiteRT interpreter (XNNPACK, one thread) on the converted graph; "
-             "FF fp32 and BP run tf_keras on one thread.", "", _old_notes(doc), ""]
+             "FF fp32 and BP run tf_keras on one thread.", "",
+             kept_notes(doc, "(Discussion: written by hand, kept across regenerations.)"), ""]
     for name, s in summaries.items():
-        png = out / f"{name}.png"
-        plot(s, png)
-        lines += [f"## {name}", "", s["what"] + f". Validation episodes per row: {s['validation_episodes']}.", ""]
+        pngs = plot(s, out)
+        lines += [f"## {name}", "", f"{s['what']}. Per row: {s['validation_episodes']} validation episodes, "
+                  f"{s['test_episodes']} test episodes (the full protocol: {s['full_test_episodes']}). Compute: "
+                  f"{s['val_compute_s'] / 60:.0f} worker-min tuning + {s['test_compute_s'] / 60:.0f} testing; "
+                  f"the full protocol would take about {s['full_compute_s'] / 60:.0f} worker-min.", ""]
         lines += _table(s) + ["", "<details><summary>learning rates, passes, wall time</summary>", ""]
-        lines += _cost_table(s) + ["", "</details>", "", f"![{name}]({os.path.relpath(png, doc.parent)})", ""]
+        lines += _cost_table(s) + ["", "</details>", ""]
+        lines += [f"![{name}: accuracy against {k}]({os.path.relpath(p, doc.parent)})" for k, p in pngs.items()] + [""]
     doc.parent.mkdir(parents=True, exist_ok=True)
     doc.write_text("\n".join(lines))
 
