@@ -172,7 +172,7 @@ def run_bp(ep: Episode, mode: Mode, hp: Hyper, kind: str, seed: int) -> Run:
                                  input_range=ep.input_range)
     tr = backprop.BackpropTrainer(bp, hp.optimizer, hp.lr)
     marks, curve = _eval_steps(hp.steps), []
-    for r in tr.fit_steps(ep.x_train, ep.y_train, hp.steps, hp.batch_size, seed, eval_every=hp.steps + 1):
+    for r in tr.fit_steps(ep.x_train, ep.y_train, hp.steps, hp.batch_size, seed):
         if r["step"] in marks:
             _record(curve, r["step"], r["forward_passes"], r["wall_s"], tr.accuracy(ep.x_test, ep.y_test))
     return Run(f"bp-{kind}", dataclasses.asdict(hp), seed, curve[-1]["acc"], tr.forward_passes, curve[-1]["wall_s"],

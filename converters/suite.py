@@ -20,10 +20,10 @@ from typing import Callable
 
 import numpy as np
 
-from converters import pipeline
+from converters import fmnist_cnn, pipeline
 from converters import tasks as ctasks
-from converters.benchmark import Episode, Hyper, Mode, TRAINED_METHODS
-from tflite_fg import tasks
+from converters.benchmark import TRAINED_METHODS, Episode, Hyper, Mode, run_cell
+from tflite_fg import assets, fmnist_c, sounds, tasks
 
 SPLITS = ("val", "test")
 VAL_SEED_OFFSET = 1000  # validation episode i uses seed 1000 + i: disjoint from test seeds 0..999
@@ -110,20 +110,17 @@ def _vww_episode(variant: str, split: str, index: int, cache: str | None) -> Epi
 
 @functools.lru_cache(maxsize=3)
 def _fmnist_c_split(severity: str, cache: str | None):
-    from tflite_fg import fmnist_c
     return fmnist_c.load_fmnist_c(severity, n_images=10_000, seed=0, cache=cache)
 
 
 @functools.lru_cache(maxsize=1)
 def _fmnist_cnn(cache: str | None):
-    from converters import fmnist_cnn
     return pipeline.prepare_float_model(fmnist_cnn.load_or_train(cache))
 
 
 def _fmnist_c_episode(variant: str, split: str, index: int, cache: str | None) -> Episode:
     """Test episode i: the whole adaptation set, training seed i. Validation: 8/9 of it trains and
     the other 1/9 validates (a seeded split), so tuning never sees the 10% test part."""
-    from tflite_fg import fmnist_c
     s = _fmnist_c_split(variant, cache)
     x_tr, y_tr, x_te, y_te = s.x_adapt, s.y_adapt, s.x_test, s.y_test
     if split == "val":
@@ -138,13 +135,11 @@ def _fmnist_c_episode(variant: str, split: str, index: int, cache: str | None) -
 
 @functools.lru_cache(maxsize=1)
 def _sound_set(cache: str | None):
-    from tflite_fg import assets, sounds
     assets.ensure_assets(cache, which=("sounds",))
     return sounds.load_sounds(cache)
 
 
 def _sounds_episode(variant: str, split: str, index: int, cache: str | None) -> Episode:
-    from tflite_fg import sounds
     t = sounds.sounds_episode(_sound_set(cache), ways=5, shots=1, seed=_seed(split, index))
     model = ctasks.prototype_model(ctasks.load_source_model(sounds.MODEL_NAME, cache), t.x_support, t.y_support, 5)
     return Episode(f"sounds-fewshot/{variant}/{split}{index}", model, t.x_support, t.y_support, t.x_test, t.y_test,
@@ -199,7 +194,6 @@ class Unit:
 
 def run_unit(unit: Unit, cache: str | None = None, log: Callable[[str], None] = print) -> dict:
     """Build the unit's episode and run its cell (training seed = episode index)."""
-    from converters import benchmark
     t0 = time.perf_counter()
     spec = get_task(unit.task)
     ep = spec.make_episode(unit.variant, unit.split, unit.index, cache)
@@ -207,5 +201,5 @@ def run_unit(unit: Unit, cache: str | None = None, log: Callable[[str], None] = 
     unknown = set(plan) - set(TRAINED_METHODS)
     if unknown:
         raise ValueError(f"unknown methods {sorted(unknown)}")
-    cell = benchmark.run_cell(ep, spec.mode(unit.mode), plan, seed=unit.index, log=log)
+    cell = run_cell(ep, spec.mode(unit.mode), plan, seed=unit.index, log=log)
     return {"unit": dataclasses.asdict(unit), "key": unit.key(), **cell, "unit_s": round(time.perf_counter() - t0, 1)}
