@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import json
 import os
 import pathlib
@@ -147,18 +148,13 @@ def stamp_path(cache: str | os.PathLike | None = None) -> pathlib.Path:
 
 
 def _save(model, path: pathlib.Path, stamp_file: pathlib.Path, stamp: dict) -> None:
-    """.h5 then stamp, each written to a temp file in the same directory and renamed into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".h5", dir=path.parent)
-    os.close(fd)
-    try:
-        model.save(tmp, save_format="h5", include_optimizer=False)
-        stamp = {**stamp, "sha256": assets.sha256_file(tmp)}
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    """.h5 then stamp, each written atomically (Keras writes the .h5 to a scratch file first)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        scratch = pathlib.Path(tmp) / path.name
+        model.save(scratch, save_format="h5", include_optimizer=False)
+        h5 = scratch.read_bytes()
+    atomic_write(path, h5)
+    stamp = {**stamp, "sha256": hashlib.sha256(h5).hexdigest()}
     atomic_write(stamp_file, (json.dumps(stamp, indent=2) + "\n").encode())
 
 

@@ -16,10 +16,8 @@ import numpy as np
 
 from tflite_fg import corruptions as C
 from tflite_fg import data
-
-# Pixel p (uint8) -> (p - 128) / 128: the model's int8 input is then exactly p - 128.
-PIXEL_SCALE, PIXEL_OFFSET = 1.0 / 128.0, -1.0
-INPUT_RANGE = (-1.0, 127.0 / 128.0)
+# Pixel p (uint8) -> (p - 128) / 128, the ResNet-8's convention: the int8 input is exactly p - 128.
+from tflite_fg.tasks import INPUT_RANGE, PIXEL_OFFSET, PIXEL_SCALE  # noqa: F401 (INPUT_RANGE: for converters)
 CLASSES: tuple[str, ...] = data.FASHION_MNIST_CLASSES
 PREPROCESSING = {"size": [28, 28], "channels": 1, "scale": PIXEL_SCALE, "offset": PIXEL_OFFSET}
 CORRUPTIONS, SEVERITIES = C.CORRUPTIONS, C.SEVERITIES
