@@ -32,6 +32,9 @@ from tflite_fg import data, rng
 
 KINDS = ("fp32", "qat")
 OPTIMIZERS = ("sgd", "momentum", "adam")
+# Output-channel axis of each Keras kernel (Conv2D HWIO, Dense [in, out], DepthwiseConv2D [H, W, C, 1]),
+# for neuron selection (tflite_fg/selection.py has TFLite's).
+KERAS_CHANNEL_AXIS = {"Conv2D": 3, "Dense": 1, "DepthwiseConv2D": 2}
 
 
 def _weight_var(layer, attr: str):
@@ -65,6 +68,17 @@ class BPModel:
 
     def bias_variables(self) -> list:
         return [_weight_var(l, "bias") for l in self.layers if getattr(l, "layer", l).use_bias]
+
+    def channel_axes(self) -> list[int]:
+        return [KERAS_CHANNEL_AXIS[type(getattr(l, "layer", l)).__name__] for l in self.layers]
+
+    def neuron_outputs(self, x: np.ndarray, batch_size: int = 256) -> list[np.ndarray]:
+        """Each trainable layer's output (after its fused activation), channels last: what the int8
+        graph's probe signature returns, for neuron selection of the BP baseline."""
+        probe = keras.Model(self.model.inputs, [l.output for l in self.layers])
+        outs = [probe(x[i:i + batch_size], training=False) for i in range(0, len(x), batch_size)]
+        outs = [o if isinstance(o, (list, tuple)) else [o] for o in outs]
+        return [np.concatenate([np.asarray(o[k]) for o in outs]) for k in range(len(self.layers))]
 
     def frozen_weights(self) -> list[np.ndarray]:
         """Every weight of every other layer (float kernels, biases, quantizer ranges)."""
@@ -137,14 +151,20 @@ class BackpropTrainer:
         self.steps = 0
         shape = tuple(self.model.input_shape[1:])
         self.num_classes = int(self.model.output_shape[-1])
-        variables, model, opt = self.variables, self.model, self.optimizer
+        # 1 where a weight may change; variables, so that a new selection does not retrace the step
+        self._masks = [tf.Variable(tf.ones_like(v), trainable=False) for v in self.variables]
+        variables, model, opt, masks = self.variables, self.model, self.optimizer, self._masks
 
         @tf.function(input_signature=[tf.TensorSpec((None, *shape), tf.float32), tf.TensorSpec((None,), tf.int64)])
         def train_step(x, y):
             with tf.GradientTape() as tape:
                 logits = model(x, training=False)
                 loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(y, logits))
-            opt.apply_gradients(zip(tape.gradient(loss, variables), variables))
+            grads = [g * m for g, m in zip(tape.gradient(loss, variables), masks)]  # gradient masking (NEq)
+            before = [tf.identity(v) for v in variables]
+            opt.apply_gradients(zip(grads, variables))
+            for v, b, m in zip(variables, before, masks):  # Adam's moments must not move frozen weights
+                v.assign(tf.where(m > 0, v, b))
             return loss
 
         @tf.function(input_signature=[tf.TensorSpec((None, *shape), tf.float32)])
@@ -152,6 +172,19 @@ class BackpropTrainer:
             return model(x, training=False)
 
         self._train_step, self._logits = train_step, logits_fn
+
+    def set_update_masks(self, masks: Sequence[np.ndarray] | None) -> None:
+        """Only the True elements of each trainable kernel may change from now on (None: all):
+        the gradient is masked and so is the optimizer's update, so frozen weights stay bit-identical
+        (with train_bias the biases are not masked)."""
+        kernels = self.bp.kernel_variables()
+        if masks is not None and (len(masks) != len(kernels) or
+                                  any(tuple(np.shape(m)) != tuple(v.shape) for m, v in zip(masks, kernels))):
+            raise ValueError(f"masks must be shaped like the trainable kernels {[tuple(v.shape) for v in kernels]}, "
+                             f"got {[np.shape(m) for m in masks]}")
+        for k, var in enumerate(self._masks):
+            on = masks is None or k >= len(kernels)
+            var.assign(tf.ones_like(var) if on else tf.cast(np.asarray(masks[k], bool), var.dtype))
 
     @property
     def forward_passes(self) -> int:

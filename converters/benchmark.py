@@ -89,11 +89,11 @@ class Run:
         return dataclasses.asdict(self)
 
 
-def _eval_steps(steps: int) -> set[int]:
+def eval_steps(steps: int) -> set[int]:
     return {max(1, round(steps * k / EVAL_POINTS)) for k in range(1, EVAL_POINTS + 1)}
 
 
-def _record(curve: list[dict], step: int, passes: int, wall: float, acc: float) -> None:
+def record_point(curve: list[dict], step: int, passes: int, wall: float, acc: float) -> None:
     curve.append({"step": step, "forward_passes": passes, "wall_s": round(wall, 4), "acc": acc})
 
 
@@ -123,21 +123,21 @@ class Converted:
         return hits / n
 
 
-def _ff_config(hp: Hyper, mode: Mode, precision: str, seed: int, n_train: int, n_tensors: int) -> TrainConfig:
+def ff_config(hp: Hyper, mode: Mode, precision: str, seed: int, n_train: int, n_tensors: int) -> TrainConfig:
     lr = (hp.lr * hp.body_lr_scale,) * (n_tensors - 1) + (hp.lr,)
     eps = int(hp.eps_lsb) if float(hp.eps_lsb).is_integer() else hp.eps_lsb
     return TrainConfig(seed=seed, steps=hp.steps, batch_size=min(hp.batch_size, n_train), m=hp.m, eps_lsb=eps,
                        lr=lr, precision=precision, mask=mode.mask, sparsity=mode.sparsity)
 
 
-def _ff_loop(states: Iterator[tuple[trainer.TrainState, dict]], steps: int,
+def timed_ff_loop(states: Iterator[tuple[trainer.TrainState, dict]], steps: int,
              evaluate: Callable[[trainer.TrainState], float]) -> tuple[list[dict], trainer.TrainState, float]:
-    curve, wall, marks, state = [], 0.0, _eval_steps(steps), None
+    curve, wall, marks, state = [], 0.0, eval_steps(steps), None
     t0 = time.perf_counter()
     for state, _ in states:
         if state.step in marks:
             wall += time.perf_counter() - t0
-            _record(curve, state.step, state.forward_passes, wall, evaluate(state))
+            record_point(curve, state.step, state.forward_passes, wall, evaluate(state))
             t0 = time.perf_counter()
     return curve, state, wall
 
@@ -145,13 +145,13 @@ def _ff_loop(states: Iterator[tuple[trainer.TrainState, dict]], steps: int,
 def run_ff_int8(conv: Converted, mode: Mode, hp: Hyper, precision: str, seed: int) -> Run:
     """Sign-m-SPSA on the int8 graph through the LiteRT interpreter (the on-device path)."""
     model = conv.model
-    cfg = _ff_config(hp, mode, precision, seed, len(conv.xq_train), len(model.meta.trainable))
+    cfg = ff_config(hp, mode, precision, seed, len(conv.xq_train), len(model.meta.trainable))
     start = model.initial_params()
     space = build.build_space(cfg)
     est, tx = build.build_estimator(cfg, start, space), build.build_transform(cfg)
     make_loss = objective.minibatch_loss(model, conv.xq_train, conv.y_train, seed, cfg.batch_size)
     state = trainer.init_state(start, est, tx, space)
-    curve, state, wall = _ff_loop(trainer.fit(state, make_loss, est, tx, seed, cfg.steps, space), cfg.steps,
+    curve, state, wall = timed_ff_loop(trainer.fit(state, make_loss, est, tx, seed, cfg.steps, space), cfg.steps,
                                   lambda s: conv.accuracy(space.to_engine(s.params)))
     return Run(f"ff-{precision}", dataclasses.asdict(hp), seed, curve[-1]["acc"], state.forward_passes, wall, curve)
 
@@ -159,9 +159,9 @@ def run_ff_int8(conv: Converted, mode: Mode, hp: Hyper, precision: str, seed: in
 def run_ff_fp32(ep: Episode, conv: Converted, mode: Mode, hp: Hyper, seed: int) -> Run:
     """The same estimator on the float Keras model (the paper's "FF fp")."""
     ref = fp32_reference.FloatReference(ep.float_model, conv.meta)
-    cfg = _ff_config(hp, mode, "fp32", seed, len(ep.x_train), len(conv.meta.trainable))
+    cfg = ff_config(hp, mode, "fp32", seed, len(ep.x_train), len(conv.meta.trainable))
     run = fp32_reference.setup_training(ref, cfg, ep.x_train, ep.y_train)
-    curve, state, wall = _ff_loop(fp32_reference.fit(run), cfg.steps,
+    curve, state, wall = timed_ff_loop(fp32_reference.fit(run), cfg.steps,
                                   lambda s: ref.accuracy(ep.x_test, ep.y_test, s.params))
     return Run("ff-fp32", dataclasses.asdict(hp), seed, curve[-1]["acc"], state.forward_passes, wall, curve)
 
@@ -171,10 +171,10 @@ def run_bp(ep: Episode, mode: Mode, hp: Hyper, kind: str, seed: int) -> Run:
     bp = backprop.build_bp_model(ep.float_model, mode.trainable, kind, representative=ep.x_train,
                                  input_range=ep.input_range)
     tr = backprop.BackpropTrainer(bp, hp.optimizer, hp.lr)
-    marks, curve = _eval_steps(hp.steps), []
+    marks, curve = eval_steps(hp.steps), []
     for r in tr.fit_steps(ep.x_train, ep.y_train, hp.steps, hp.batch_size, seed):
         if r["step"] in marks:
-            _record(curve, r["step"], r["forward_passes"], r["wall_s"], tr.accuracy(ep.x_test, ep.y_test))
+            record_point(curve, r["step"], r["forward_passes"], r["wall_s"], tr.accuracy(ep.x_test, ep.y_test))
     return Run(f"bp-{kind}", dataclasses.asdict(hp), seed, curve[-1]["acc"], tr.forward_passes, curve[-1]["wall_s"],
                curve)
 

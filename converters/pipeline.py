@@ -1,4 +1,4 @@
-"""Keras model -> int8 .tflite with `forward`/`infer` signatures + the runtime's metadata."""
+"""Keras model -> int8 .tflite with `forward`/`infer`/`probe` (+ `prefix`/`suffix`) signatures + the runtime's metadata."""
 from __future__ import annotations
 
 import os
@@ -7,7 +7,7 @@ from typing import Sequence
 
 import numpy as np
 
-from converters import graph_split, graph_surgery, qat, tflite_export
+from converters import graph_probe, graph_split, graph_surgery, qat, tflite_export
 from converters.keras_compat import keras
 from tflite_fg import flatbuf
 from tflite_fg.metadata import CONVERTER_VERSION, Metadata, TrainableTensor, sha256_bytes, write_model
@@ -88,9 +88,11 @@ def convert_keras_model(model, cfg: ConvertConfig, representative: np.ndarray,
 
 
 def to_tflite(qat_model, trainable: Sequence[str], cfg: ConvertConfig) -> tuple[bytes, Metadata]:
-    """The int8 graph with its signatures (`forward`, `infer`, and `prefix`/`suffix` when the frozen
-    part can be cached), and the metadata that locates its trainable kernels."""
+    """The int8 graph with its signatures (`forward`, `infer`, `probe` (forward + each trainable
+    layer's output), and `prefix`/`suffix` when the frozen part can be cached), and the metadata
+    that locates its trainable kernels."""
     model_bytes, n_features = graph_split.add_prefix_suffix(tflite_export.convert_to_tflite(qat_model, trainable))
+    model_bytes = graph_probe.add_probe(model_bytes, [tflite_export.kernel_input_name(n) for n in trainable])
 
     runner = load_interpreter(model_bytes, "builtin", 1, "converted model").get_signature_runner(FORWARD)
     inputs, outputs = runner.get_input_details(), runner.get_output_details()

@@ -145,3 +145,33 @@ def test_bad_arguments(float_model, fewshot_task):
         trainer.step(fewshot_task.x_support[:4, :16], fewshot_task.y_support[:4])
     with pytest.raises(ValueError, match="batch_size"):
         next(trainer.fit_steps(fewshot_task.x_support, fewshot_task.y_support, 1, 0, 0))
+
+
+def test_update_masks_freeze_weights_bit_exactly_even_after_adam_saw_them(float_model, fewshot_task):
+    """A weight that Adam updated while selected must not move once it is masked out (its first and
+    second moments are non-zero), and the layer outputs come back one per trainable layer."""
+    m = bp.build_bp_model(float_model, BLOCK, "fp32")
+    trainer = bp.BackpropTrainer(m, "adam", 1e-2)
+    x, y = fewshot_task.x_support, fewshot_task.y_support
+    for _ in trainer.fit_steps(x, y, 3, 32, seed=0):  # everything moves: moments everywhere
+        pass
+    kernels = m.kernel_variables()
+    masks = [np.zeros(v.shape, bool) for v in kernels]
+    masks[-1][:, 0] = True  # one output channel of the head (Keras Dense kernel [in, out])
+    before = [v.numpy().copy() for v in kernels]
+    trainer.set_update_masks(masks)
+    for _ in trainer.fit_steps(x, y, 3, 32, seed=0):
+        pass
+    after = [v.numpy() for v in kernels]
+    for b, a, mk in zip(before, after, masks):
+        np.testing.assert_array_equal(a[~mk], b[~mk])
+    assert not np.array_equal(after[-1][:, 0], before[-1][:, 0])
+    trainer.set_update_masks(None)
+    for _ in trainer.fit_steps(x, y, 1, 32, seed=0):
+        pass
+    assert not np.array_equal(kernels[0].numpy(), after[0])
+    with pytest.raises(ValueError, match="shaped like the trainable kernels"):
+        trainer.set_update_masks([np.ones((2, 2), bool)])
+    outs = m.neuron_outputs(x[:5])
+    assert [o.shape[0] for o in outs] == [5] * len(kernels)
+    assert [o.shape[-1] for o in outs] == [v.shape[a] for v, a in zip(kernels, m.channel_axes())]

@@ -264,3 +264,15 @@ def test_cross_field_validation():
     with pytest.raises(ValueError, match="sam_rho"):
         TrainConfig(steps=1, batch_size=1, lr=1.0, sam_rho=0.5)  # 0.5 LSB ascent at w8
     TrainConfig(steps=1, batch_size=1, lr=1.0, sam_rho=0.5, eps_lsb=2)
+
+
+@pytest.mark.parametrize("momentum", [0.0, 0.5])
+def test_support_keeps_every_unselected_element_at_zero_even_with_momentum_history(momentum):
+    """A new selection after momentum saw other neurons: the history term must not leak into them."""
+    cfg = TrainConfig(steps=5, batch_size=1, lr=1.0, momentum_alpha=momentum, momentum_decay_steps=0)
+    params = [np.zeros((4, 3), np.int8), np.zeros((2, 2), np.int8)]
+    support = [np.array([[True] * 3, [False] * 3, [True] * 3, [False] * 3]), np.zeros((2, 2), bool)]
+    sampler = build.build_sampler(cfg, params, support)
+    state = sampler.observe(sampler.init(params), [np.full(p.shape, 0.5, np.float32) for p in params])
+    z, _ = sampler.sample(state, 0, 1, 0, params)
+    assert not z[0][~support[0]].any() and not z[1].any() and z[0][support[0]].any()

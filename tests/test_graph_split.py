@@ -70,6 +70,6 @@ def test_cut_tensors_of_a_branching_graph(trainable, n_features, tmp_path):
     feats = model.features(xq)
     assert len(feats) == max(n_features, 1)
     if n_features == 0:  # the first layer trains: nothing frozen to cache, the features are the input
-        assert feats[0] is xq and set(model.interpreter.get_signature_list()) == {"forward", "infer"}
+        assert feats[0] is xq and set(model.interpreter.get_signature_list()) == {"forward", "infer", "probe"}
     params = [np.random.default_rng(2).integers(-127, 128, t.shape).astype(np.int8) for t in model.meta.trainable]
     np.testing.assert_array_equal(model.forward_features(feats, params), model.forward(xq, params))

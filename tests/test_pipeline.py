@@ -26,7 +26,7 @@ def test_forward_signature_takes_int8_kernels_in_native_layout(block_model_path)
         assert d["dtype"] == np.int8 and tuple(d["shape"]) == expected[t.input_name] == t.shape
         scale, zero_point = d["quantization"]
         assert zero_point == 0 and scale == pytest.approx(t.scale)
-    assert set(model.interpreter.get_signature_list()) == {"forward", "infer", "prefix", "suffix"}
+    assert set(model.interpreter.get_signature_list()) == {"forward", "infer", "prefix", "suffix", "probe"}
     ops = _op_names(model.model_bytes, "forward")
     assert "TRANSPOSE" not in ops and ops.count("CONV_2D") == 9 and ops.count("FULLY_CONNECTED") == 1
     assert _op_names(model.model_bytes, "infer") == ops

@@ -235,3 +235,26 @@ def test_wrappers_forward_observe():
     wrapped = samplers.masked(samplers.kernel_normalized(mom), [np.ones(4, bool)])
     state = wrapped.observe(wrapped.init(params), [np.full(4, 7, np.int8)])
     assert int(state.steps_seen) == 1 and state.history[0].tolist() == [7, 7, 7, 7]
+
+
+@pytest.mark.parametrize("make", [samplers.gaussian_q8, samplers.rademacher, samplers.binomial])
+def test_support_draws_only_the_selected_elements_in_row_major_order(make):
+    params = [np.zeros((4, 3), np.int8), np.zeros((2, 5), np.int8), np.zeros((3,), np.int8)]
+    support = [np.array([[True] * 3, [False] * 3, [True] * 3, [False] * 3]), np.zeros((2, 5), bool),
+               np.ones(3, bool)]
+    dense = make()
+    sparse = make(support=support)
+    z, _ = sparse.sample(sparse.init(params), 11, 4, 2)
+    assert not z[0][[1, 3]].any() and not z[1].any()
+    # the selected elements are the first k draws of the tensor's own stream
+    zd, _ = dense.sample(dense.init(params), 11, 4, 2)
+    k = int(support[0].sum())
+    full_first = dense.sample(dense.init([np.zeros(k, np.int8)]), 11, 4, 2)[0][0]
+    assert np.array_equal(z[0][support[0]], full_first)
+    assert np.array_equal(z[2], zd[2])  # an all-selected tensor is the dense draw
+
+
+def test_support_shapes_must_match_params():
+    s = samplers.gaussian_q8(support=[np.ones((2, 2), bool)])
+    with pytest.raises(ValueError, match="support shapes"):
+        s.sample(s.init([np.zeros((3, 2), np.int8)]), 0, 0, 0)

@@ -100,3 +100,41 @@ def test_bench_quick_tunes_tests_reports_and_reuses(cache_dir, tmp_path):
     assert all((out / f"fmnist-fewshot-{k}.png").stat().st_size > 0 for k in ("passes", "wall"))
     rc, log = _tool("bench.py", *args)
     assert rc == 0 and "1 reused, 0 to run" in log and "2 reused, 0 to run" in log, log
+
+
+def test_budget_quick_tunes_tests_reports_and_reuses(cache_dir, tmp_path):
+    args = ["--quick", "--strategies=velocity", "--ff_grid=0.5", "--bp_grid=1e-3", "--jobs=1",
+            f"--cache_dir={cache_dir}", f"--runs_dir={tmp_path / 'runs'}", f"--results={tmp_path / 'results'}"]
+    rc, log = _tool("budget.py", *args)
+    assert rc == 0, log
+    summary = json.loads((tmp_path / "results" / "budget-quick.json").read_text())
+    cells = {(c["method"], c["strategy"], c["budget"]) for c in summary["cells"]}
+    assert cells == {(m, s, b) for m in ("ff-w16", "bp-fp32") for s, b in (("velocity", 0.151), ("full", 1.0))}
+    assert all(c["frozen_unchanged"] and c["selected_params"] <= c["budget_params"] for c in summary["cells"])
+    assert summary["tuned"]["ff-w16"]["0.151"]["lr"] == 0.5
+    doc = (tmp_path / "results" / "budget-quick.md").read_text()
+    assert "python tools/budget.py --quick" in doc and "velocity − random" in doc
+    assert (tmp_path / "results" / "budget-quick.png").stat().st_size > 0
+    rc, log = _tool("budget.py", *args)
+    assert rc == 0 and "4 reused, 0 to run" in log and "4 reused, 0 to run" in log, log
+    rc, log = _tool("budget.py", "--methods=sgd")
+    assert rc != 0 and "unknown methods" in log
+
+
+def test_train_with_neuron_selection_resumes_bit_exactly_and_refuses_velocity_resume(block_model_path, cache_dir,
+                                                                                    tmp_path):
+    common = [f"--model={block_model_path}", f"--cache_dir={cache_dir}", "--n_test=100", "--eval_every=0",
+              "--select=random", "--budget=0.2", "--select_every=5", "--checkpoint_every=5"]
+    rc, log = _tool("train.py", *common, "--steps=10", f"--out={tmp_path / 'a'}")
+    assert rc == 0 and "neuron selection: random, budget 0.2" in log and "re-selected every 5 steps" in log, log
+    whole = json.loads((tmp_path / "a" / "result.json").read_text())
+    sel = whole["selection"]
+    assert sel["strategy"] == "random" and [r["step"] for r in sel["rounds"]] == [0, 5]
+    assert all(r["params"] <= int(0.2 * whole["trainable_params"]) for r in sel["rounds"])
+    rc, log = _tool("train.py", *common, "--steps=5", f"--out={tmp_path / 'b'}")
+    assert rc == 0, log
+    rc, log = _tool("train.py", *common, "--steps=10", f"--out={tmp_path / 'b'}", "--resume")
+    assert rc == 0 and "at step 5" in log, log
+    assert json.loads((tmp_path / "b" / "result.json").read_text())["weights_sha256"] == whole["weights_sha256"]
+    rc, log = _tool("train.py", *common[:-4], "--select=velocity", "--steps=10", f"--out={tmp_path / 'b'}", "--resume")
+    assert rc != 0 and "without --resume" in log, log

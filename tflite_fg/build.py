@@ -1,7 +1,9 @@
 """Config -> composed objects: the only place that branches on the config.
 
 The composition order is fixed and documented here once:
-sampler = masked(kernel_normalized(momentum_guided(base)))   (each only if enabled)
+sampler = masked(kernel_normalized(momentum_guided(base(support))))   (each only if enabled)
+          with `support` the selected neurons' elements (selection.py): base draws only those, and a
+          final masked(support) keeps momentum's history of a previous selection out
 estimator = sharpness_aware(sign_m_spsa | spsa)               (SAM only if enabled)
 transform = chain(scale_by_learning_rate, scale_by_schedule, round_to_int | stochastic_round)
             or, with arithmetic="paper", integer_sgd (the paper's integer g_q and lr).
@@ -32,8 +34,10 @@ def build_masks(cfg: TrainConfig, initial_int8: Sequence[np.ndarray]) -> list[np
     return masks.make_masks(cfg.mask, initial_int8, cfg.sparsity, cfg.seed, cfg.mask_threshold_lsb)
 
 
-def build_sampler(cfg: TrainConfig, initial_int8: Sequence[np.ndarray] | None = None) -> samplers.Sampler:
-    sampler = _SAMPLERS[cfg.distribution]()
+def build_sampler(cfg: TrainConfig, initial_int8: Sequence[np.ndarray] | None = None,
+                  support: Sequence[np.ndarray] | None = None) -> samplers.Sampler:
+    """support: boolean masks shaped like the kernels (the selected neurons), or None for all."""
+    sampler = _SAMPLERS[cfg.distribution](support=support)
     if cfg.momentum_alpha > 0:
         sampler = samplers.momentum_guided(sampler, cfg.momentum_alpha, cfg.momentum_beta_min,
                                            cfg.momentum_decay_steps)
@@ -43,13 +47,16 @@ def build_sampler(cfg: TrainConfig, initial_int8: Sequence[np.ndarray] | None = 
         if initial_int8 is None:
             raise ValueError(f"mask={cfg.mask!r} needs the initial int8 kernels")
         sampler = samplers.masked(sampler, build_masks(cfg, initial_int8))
+    if support is not None and cfg.momentum_alpha > 0:
+        sampler = samplers.masked(sampler, support)
     return sampler
 
 
 def build_estimator(cfg: TrainConfig, initial_int8: Sequence[np.ndarray] | None = None,
-                    space: precision.WeightSpace | None = None) -> estimators.Estimator:
+                    space: precision.WeightSpace | None = None,
+                    support: Sequence[np.ndarray] | None = None) -> estimators.Estimator:
     space = space or build_space(cfg)
-    sampler = build_sampler(cfg, initial_int8)
+    sampler = build_sampler(cfg, initial_int8, support)
     if cfg.estimator == "spsa":
         est = estimators.spsa(sampler, cfg.m, cfg.eps_lsb, space)
     else:

@@ -5,6 +5,8 @@ engine is mutated and every runtime with the signature API (Python, C++, Java) c
 When the converter could split `forward` at its first trainable op, `prefix(x) -> h..` runs the
 frozen layers and `suffix(h.., w...) -> logits` the trainable ones (bit-identical to `forward`):
 `features` + `forward_features` let a caller run the frozen part once per batch or per data set.
+`probe(x, w...) -> logits, n0..` is `forward` that also returns each trainable layer's output
+(`neuron_outputs`, for neuron selection).
 The loss is computed on the host in float32 from the dequantized int8 logits: a softmax over 10
 numbers costs nothing next to the network, and float keeps log-sum-exp exact enough that the sign
 of L+ - L- (all Sign-m-SPSA needs) is not decided by rounding.
@@ -22,7 +24,7 @@ from tflite_fg import data, flatbuf, losses
 from tflite_fg.metadata import Metadata, read_metadata, sha256_bytes
 from tflite_fg.runner import SignatureFn
 
-FORWARD, INFER, PREFIX, SUFFIX = "forward", "infer", "prefix", "suffix"
+FORWARD, INFER, PREFIX, SUFFIX, PROBE = "forward", "infer", "prefix", "suffix", "probe"
 Features = tuple[np.ndarray, ...]  # what `prefix` returns for a batch: one int8 array per cut tensor
 ENGINES = {
     # Builtin kernels: `forward` and `infer` are bit-identical (same kernels for every op).
@@ -78,11 +80,23 @@ class FgModel:
             names = sorted(signatures[PREFIX]["outputs"], key=lambda n: int(n[1:]))  # h0, h1, ...
             self._prefix = SignatureFn(self.interpreter, PREFIX, [self.meta.input_name], names)
             self._suffix = SignatureFn(self.interpreter, SUFFIX, [*names, *kernels], out)
+        self._probe, self._neuron_quant = None, []
+        if PROBE in signatures:
+            neurons = [f"n{i}" for i in range(len(kernels))]  # converters.graph_probe.neuron_output_name
+            self._probe = SignatureFn(self.interpreter, PROBE, [self.meta.input_name, *kernels], [*out, *neurons])
+            details = self.interpreter.get_signature_runner(PROBE).get_output_details()
+            self._neuron_quant = [(float(details[n]["quantization"][0]), int(details[n]["quantization"][1]))
+                                  for n in neurons]
 
     @property
     def has_prefix(self) -> bool:
         """True when the frozen layers can run apart from the trainable ones (prefix/suffix)."""
         return self._prefix is not None
+
+    @property
+    def has_probe(self) -> bool:
+        """True when the model can return its trainable layers' outputs (`neuron_outputs`)."""
+        return self._probe is not None
 
     @property
     def trainable_params(self) -> int:
@@ -135,6 +149,19 @@ class FgModel:
             return self.forward(features[0], params)
         self._check_params(params)
         return self._suffix(*features, *params)[0]
+
+    def neuron_outputs(self, xq: np.ndarray, params: Sequence[np.ndarray], batch_size: int = 256) -> list[np.ndarray]:
+        """Each trainable layer's output (after its fused bias/activation), dequantized to float32:
+        one array per trainable tensor (metadata order), (N, ..., channels) as the op outputs it."""
+        if self._probe is None:
+            raise ModelError(f"{self.path} has no '{PROBE}' signature (converted before converter version 3): "
+                             "reconvert it with `python tools/convert.py` to get the layer outputs")
+        self._check_params(params)
+        if len(xq) == 0:
+            raise ValueError("neuron outputs of an empty batch: give at least one example")
+        parts = [self._probe(xq[i:i + batch_size], *params)[1:] for i in range(0, len(xq), batch_size)]
+        return [(np.concatenate(p).astype(np.float32) - np.float32(zero_point)) * np.float32(scale)
+                for p, (scale, zero_point) in zip(zip(*parts), self._neuron_quant)]
 
     def infer(self, xq: np.ndarray) -> np.ndarray:
         return self._infer(xq)[0]

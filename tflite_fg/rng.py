@@ -24,6 +24,7 @@ ASCENT_INDEX = MASK64 - 1        # sharpness-aware ascent probe of a step
 ENGINE_ROUND_INDEX = MASK64 - 2  # stochastic rounding of the w16 master copy for the engine
 UPDATE_ROUND_INDEX = MASK64 - 3  # stochastic rounding of integer updates
 MASK_INDEX = MASK64 - 4          # random sparse-update masks (step 0)
+SELECT_INDEX = MASK64 - 5        # random neuron selection (step = selection round)
 SECOND_DRAW = 1 << 32
 
 _U64 = np.uint64

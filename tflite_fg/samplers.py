@@ -44,24 +44,38 @@ def _shape_init(params: Params) -> ShapeState:
     return ShapeState(tuple(tuple(int(d) for d in np.shape(p)) for p in params))
 
 
-def _from_uint32(draw: Callable[[np.ndarray], np.ndarray]) -> Sampler:
-    """A stateless sampler mapping each tensor's uint32 stream element-wise to z_q."""
+def _from_uint32(draw: Callable[[np.ndarray], np.ndarray], support: Sequence[np.ndarray] | None = None) -> Sampler:
+    """A stateless sampler mapping each tensor's uint32 stream element-wise to z_q.
+
+    With a `support` (boolean masks shaped like the params: the selected neurons), tensor t reads only
+    k_t = count(support_t) numbers of its stream and element j goes to the j-th selected element in
+    row-major order: frozen neurons cost no draws and stay exactly zero."""
+    support = None if support is None else [np.asarray(s, dtype=bool) for s in support]
 
     def sample(state: ShapeState, seed: int, step: int, index: int,
                params: Params | None = None) -> tuple[list[np.ndarray], ShapeState]:
+        if support is not None and [s.shape for s in support] != list(state.shapes):
+            raise ValueError(f"support shapes {[s.shape for s in support]} do not match params {list(state.shapes)}")
         z = []
         for tensor, shape in enumerate(state.shapes):
-            u = rng.uint32_stream(rng.stream_key(seed, step, index, tensor), int(np.prod(shape, dtype=np.int64)))
-            z.append(draw(u).reshape(shape))
+            key = rng.stream_key(seed, step, index, tensor)
+            if support is None:
+                z.append(draw(rng.uint32_stream(key, int(np.prod(shape, dtype=np.int64)))).reshape(shape))
+                continue
+            chosen = support[tensor]
+            values = draw(rng.uint32_stream(key, int(np.count_nonzero(chosen))))
+            full = np.zeros(shape, values.dtype)
+            full[chosen] = values  # boolean assignment fills in row-major order
+            z.append(full)
         return z, state
 
     return Sampler(_shape_init, sample)
 
 
-def gaussian_q8() -> Sampler:
+def gaussian_q8(support: Sequence[np.ndarray] | None = None) -> Sampler:
     """N(0, 1) quantized to int8 with z_max = 3.5, sampled exactly by the integer
     inverse-CDF table quant.GAUSSIAN_THRESHOLDS (the paper's 8-bit z)."""
-    return _from_uint32(quant.gaussian_q8_from_uint32)
+    return _from_uint32(quant.gaussian_q8_from_uint32, support)
 
 
 def _rademacher_q8(u: np.ndarray) -> np.ndarray:
@@ -69,9 +83,9 @@ def _rademacher_q8(u: np.ndarray) -> np.ndarray:
     return np.where(u >> np.uint32(31), -quant.ONE_Q, quant.ONE_Q).astype(np.int8)
 
 
-def rademacher() -> Sampler:
+def rademacher(support: Sequence[np.ndarray] | None = None) -> Sampler:
     """z = +-1 (z_q = +-ONE_Q), one bit per element: the paper's alternative distribution."""
-    return _from_uint32(_rademacher_q8)
+    return _from_uint32(_rademacher_q8, support)
 
 
 def _binomial_q8(n: int) -> Callable[[np.ndarray], np.ndarray]:
@@ -90,12 +104,12 @@ def _binomial_q8(n: int) -> Callable[[np.ndarray], np.ndarray]:
     return draw
 
 
-def binomial(n: int = 4) -> Sampler:
+def binomial(n: int = 4, support: Sequence[np.ndarray] | None = None) -> Sampler:
     """Centred, unit-variance Binomial(n, 1/2) from the top n bits of each draw (the paper's
     other distribution; n = 4 gives z in {-2, -1, 0, 1, 2} with weights 1:4:6:4:1)."""
     if not 1 <= n <= 32:
         raise ValueError(f"binomial n must be in [1, 32], got {n}")
-    return _from_uint32(_binomial_q8(n))
+    return _from_uint32(_binomial_q8(n), support)
 
 
 class MomentumState(NamedTuple):

@@ -19,16 +19,14 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow loads, here and in the workers
 
 import dataclasses
-import json
-import multiprocessing
 import pathlib
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
 
 import numpy as np
 from absl import app, flags, logging
 
+import _pool
 from bench_report import load_summaries, summarize, write_report
 from converters import suite
 from converters.benchmark import TRAINED_METHODS
@@ -56,14 +54,6 @@ flags.DEFINE_string("doc", None, "The markdown report (default docs/benchmarks.m
 flags.DEFINE_string("cache_dir", None, "Asset cache.")
 
 
-def _init_worker() -> None:
-    logging.set_verbosity(logging.WARNING)  # the TFLite converter logs every conversion at INFO
-    import tensorflow as tf
-    tf.get_logger().setLevel("ERROR")  # retracing notes of Model.predict on every new episode
-    tf.config.threading.set_intra_op_parallelism_threads(1)
-    tf.config.threading.set_inter_op_parallelism_threads(1)
-
-
 def _work(unit: suite.Unit, out: str, cache: str | None) -> dict:
     lines: list[str] = []
     result = suite.run_unit(unit, cache, log=lines.append)
@@ -71,17 +61,8 @@ def _work(unit: suite.Unit, out: str, cache: str | None) -> dict:
     return {**result, "log": lines}
 
 
-def _cached(unit: suite.Unit, root: pathlib.Path) -> dict | None:
-    path = pathlib.Path(unit.path(root))
-    if path.exists():
-        res = json.loads(path.read_text())
-        if res.get("key") == unit.key():
-            return res
-    return None
-
-
 def _run_units(units: list[suite.Unit], root: pathlib.Path, phase: str) -> dict[suite.Unit, dict]:
-    done = {u: r for u in units if (r := _cached(u, root)) is not None}
+    done = {u: r for u in units if (r := _pool.stored(u.path(root), u.key())) is not None}
     todo = [u for u in units if u not in done]
     print(f"{phase}: {len(units)} units, {len(done)} reused, {len(todo)} to run on {FLAGS.jobs} worker(s)", flush=True)
     t0 = time.time()
@@ -94,15 +75,7 @@ def _run_units(units: list[suite.Unit], root: pathlib.Path, phase: str) -> dict[
               ", ".join(f"{r['method']}={r['final_acc']:.3f}" for r in res["runs"]) +
               f" ({time.time() - t0:.0f} s elapsed, ~{eta:.0f} s left)", flush=True)
 
-    if FLAGS.jobs == 1:
-        for k, u in enumerate(todo, 1):
-            report(k, u, _work(u, u.path(root), FLAGS.cache_dir))
-    else:
-        ctx = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(FLAGS.jobs, mp_context=ctx, initializer=_init_worker) as pool:
-            futures = {pool.submit(_work, u, u.path(root), FLAGS.cache_dir): u for u in todo}
-            for k, fut in enumerate(as_completed(futures), 1):
-                report(k, futures[fut], fut.result())
+    _pool.run_all(todo, _work, lambda u: (u, u.path(root), FLAGS.cache_dir), FLAGS.jobs, report)
     return done
 
 

@@ -6,6 +6,7 @@
   python tools/train.py --precision=w16 --arithmetic=paper      # the paper's 16w8a QZO-FF recipe
   python tools/train.py --precision=w8 --update_rounding=stochastic --mask=topk --sparsity=0.9
   python tools/train.py --precision=fp32                         # "FF fp": float Keras model (TensorFlow)
+  python tools/train.py --select=velocity --budget=0.274         # NEq velocity picks 27% of the weights
 """
 import _paths  # noqa: F401
 
@@ -18,7 +19,8 @@ from typing import Callable, NamedTuple
 import numpy as np
 from absl import app, flags
 
-from tflite_fg import assets, build, checkpoint, export, masks, objective, runs, schedules, tasks, trainer
+from tflite_fg import (assets, build, checkpoint, export, masks, objective, runs, schedules, selection, selective,
+                       tasks, trainer)
 from tflite_fg.config import DISTRIBUTIONS, ESTIMATORS, PRECISIONS, TrainConfig
 from tflite_fg.model import ENGINES, FgModel
 from tflite_fg.precision import ARITHMETICS, ROUNDINGS
@@ -59,6 +61,13 @@ flags.DEFINE_bool("kernel_norm", False, "Kernel-wise normalization of perturbati
 flags.DEFINE_enum("mask", "none", masks.KINDS, "Sparse update mask over the trainable weights.")
 flags.DEFINE_float("sparsity", 0.9, "topk/random masks: fraction of each tensor frozen.")
 flags.DEFINE_float("mask_threshold_lsb", 8.0, "threshold mask: train weights with |w| >= this (int8 LSBs).")
+flags.DEFINE_enum("select", "none", ("none", *selection.STRATEGIES), "Neuron selection under --budget "
+                  "(docs/budget.md): which output channels of the trainable tensors may change.")
+flags.DEFINE_float("budget", 0.274, "--select: fraction of the trainable kernel parameters that may change.")
+flags.DEFINE_integer("select_every", 250, "--select random/velocity: re-select every N steps.")
+flags.DEFINE_enum("select_init", "random", selection.INIT_STRATEGIES, "--select=velocity: strategy of the first "
+                  "two rounds (velocity needs three observations).")
+flags.DEFINE_integer("probe_per_class", 5, "--select=velocity: training examples per class in the fixed probe batch.")
 flags.DEFINE_enum("schedule", "constant", schedules.KINDS, "Learning-rate schedule.")
 flags.DEFINE_float("schedule_final", 0.0, "cosine: final lr multiplier.")
 flags.DEFINE_integer("schedule_every", 1000, "step: decay period in steps.")
@@ -146,6 +155,33 @@ def _objective(model: FgModel, data: _Data, cfg: TrainConfig, int8_start: list[n
                       lambda x, y, p: ref.accuracy(x, y, p), data.x_train, data.x_test, "n/a (TensorFlow)")
 
 
+def _selection(model: FgModel, cfg: TrainConfig, int8_start: list[np.ndarray]) -> selection.Selector | None:
+    """The neuron selector of --select (None for none)."""
+    if FLAGS.select == "none":
+        return None
+    if cfg.precision == "fp32":
+        raise app.UsageError("--select trains the int8 graph's neurons; use --precision=w8 or w16")
+    if FLAGS.select == "velocity" and FLAGS.resume:
+        raise app.UsageError("--select=velocity keeps its velocity in memory, not in the checkpoint: "
+                             "start the run again without --resume")
+    try:
+        cfg_sel = selection.SelectionConfig(FLAGS.select, FLAGS.budget, FLAGS.select_every, FLAGS.select_init,
+                                            seed=cfg.seed)
+        return selection.tflite_selector(cfg_sel, model.meta, int8_start)
+    except ValueError as e:
+        raise app.UsageError(str(e)) from e
+
+
+def _fit(model, data, cfg, obj, int8_start, space, estimator, transform, selector, state):
+    """trainer.fit, or selective.fit_selected under --select (velocity reads the probe signature)."""
+    if selector is None:
+        return trainer.fit(state, obj.make_loss, estimator, transform, cfg.seed, cfg.steps, space)
+    xq_probe = model.quantize_input(selection.probe_batch(data.x_train, data.y_train, FLAGS.probe_per_class, cfg.seed))
+    return selective.fit_on_graph(model, xq_probe, state, obj.make_loss,
+                                  lambda support: build.build_estimator(cfg, int8_start, space, support), transform,
+                                  cfg.seed, cfg.steps, space, selector)
+
+
 def main(argv):
     del argv
     model_path = _model_path()
@@ -159,8 +195,10 @@ def main(argv):
     estimator, transform = build.build_estimator(cfg, int8_start, space), build.build_transform(cfg)
     out = pathlib.Path(FLAGS.out) if FLAGS.out else None
     ckpt = out / "checkpoint.npz" if out else None
+    selector = _selection(model, cfg, int8_start)
     run_meta = {"model_sha256": model.meta.model_sha256, "task": data.name,
                 "config": {k: v for k, v in dataclasses.asdict(cfg).items() if k != "steps"},
+                **({"selection": dataclasses.asdict(selector.cfg)} if selector else {}),
                 "param_shapes": [list(t.shape) for t in model.meta.trainable]}
     evaluate = lambda x, y, params: obj.accuracy(x, y, space.to_engine(params))  # noqa: E731
     zero_shot = model.accuracy(xq_te, y_te, int8_start)
@@ -182,12 +220,18 @@ def main(argv):
           f"frozen-prefix cache {obj.prefix_cache}")
     if cfg.mask != "none":
         print(f"sparse update: mask {cfg.mask}, {masks.frozen_fraction(build.build_masks(cfg, int8_start)):.1%} frozen")
+    if selector:
+        print(f"neuron selection: {FLAGS.select}, budget {FLAGS.budget:g} = {selector.budget} of "
+              f"{selector.layout.total_params} kernel weights" +
+              (f", re-selected every {FLAGS.select_every} steps" if selector.cfg.dynamic else ""))
     print(f"step 0: zero-shot test accuracy {zero_shot:.4f}")
     t0, curve = time.time(), []
-    for state, log in trainer.fit(state, obj.make_loss, estimator, transform, cfg.seed, cfg.steps, space):
+    for state, log in _fit(model, data, cfg, obj, int8_start, space, estimator, transform, selector, state):
         step = state.step
         line = f"step {step:5d}  loss {log['loss']:.4f}  changed {log['changed_weights']:5d}  " \
                f"fwd {state.forward_passes:7d}  {time.time() - t0:6.1f}s"
+        if selector:
+            line += f"  selected {log['selected_params']}"
         if (FLAGS.eval_every and step % FLAGS.eval_every == 0) or step == cfg.steps:
             acc = evaluate(obj.x_test, y_te, state.params)
             curve.append({"step": step, "forward_passes": state.forward_passes, "test_acc": acc,
@@ -208,7 +252,8 @@ def main(argv):
               "forward_passes": state.forward_passes, "wall_s": round(wall, 2),
               "peak_rss_mb": round(runs.peak_rss_mb(), 1), "seed": cfg.seed,
               "weights_sha256": objective.weights_sha256(deployed), "curve": curve,
-              "config": dataclasses.asdict(cfg)}
+              "config": dataclasses.asdict(cfg),
+              "selection": {**dataclasses.asdict(selector.cfg), "rounds": selector.history} if selector else None}
     print(f"done: test accuracy {zero_shot:.4f} (prototype zero-shot) -> {final:.4f} after {state.step} steps, "
           f"{state.forward_passes} forward passes, {wall:.1f}s; deployed int8 {result['deployed_int8_acc']:.4f}; "
           f"weights sha256 {result['weights_sha256'][:16]}")

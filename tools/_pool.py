@@ -1,0 +1,43 @@
+"""Worker processes for the benchmark tools: each unit of work runs in a spawned single-threaded
+process (TensorFlow and LiteRT each on one core), and a unit's stored result is reused while its key
+(a hash of everything that decides it) is unchanged, so an interrupted run continues where it stopped."""
+import json
+import multiprocessing
+import pathlib
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from typing import Any
+
+
+def init_worker() -> None:
+    from absl import logging
+    logging.set_verbosity(logging.WARNING)  # the TFLite converter logs every conversion at INFO
+    import tensorflow as tf
+    tf.get_logger().setLevel("ERROR")  # retracing notes of Model.predict on every new episode
+    tf.config.threading.set_intra_op_parallelism_threads(1)
+    tf.config.threading.set_inter_op_parallelism_threads(1)
+
+
+def stored(path: str | pathlib.Path, key: str) -> dict | None:
+    """The result stored at `path` if it was made for `key`."""
+    path = pathlib.Path(path)
+    if path.exists():
+        res = json.loads(path.read_text())
+        if res.get("key") == key:
+            return res
+    return None
+
+
+def run_all(todo: Sequence[Any], work: Callable[..., dict], args: Callable[[Any], tuple], jobs: int,
+            on_result: Callable[[int, Any, dict], None]) -> None:
+    """work(*args(unit)) for each unit, in this process (jobs=1) or in `jobs` spawned workers;
+    on_result(k, unit, result) as each finishes (k counts from 1). `work` must be importable."""
+    if jobs == 1:
+        for k, u in enumerate(todo, 1):
+            on_result(k, u, work(*args(u)))
+        return
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(jobs, mp_context=ctx, initializer=init_worker) as pool:
+        futures = {pool.submit(work, *args(u)): u for u in todo}
+        for k, fut in enumerate(as_completed(futures), 1):
+            on_result(k, futures[fut], fut.result())
