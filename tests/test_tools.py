@@ -138,3 +138,24 @@ def test_train_with_neuron_selection_resumes_bit_exactly_and_refuses_velocity_re
     assert json.loads((tmp_path / "b" / "result.json").read_text())["weights_sha256"] == whole["weights_sha256"]
     rc, log = _tool("train.py", *common[:-4], "--select=velocity", "--steps=10", f"--out={tmp_path / 'b'}", "--resume")
     assert rc != 0 and "without --resume" in log, log
+
+
+def test_landscape_quick_writes_grids_figures_and_report(cache_dir, tmp_path):
+    rc, log = _tool("landscape.py", "--quick", "--modes=LP", "--methods=bp-fp32,ff-w16", f"--cache_dir={cache_dir}",
+                    f"--results={tmp_path}")
+    assert rc == 0, log
+    out = tmp_path / "landscape-quick"
+    for method in ("bp-fp32", "ff-w16"):
+        res = json.loads((out / f"LP-{method}.json").read_text())
+        for plane in ("pca", "random"):
+            p = res["planes"][plane]
+            assert len(p["losses"]) == len(p["betas"]) == 7 and len(p["losses"][0]) == len(p["alphas"]) == 7
+            assert p["trajectory"][0] == [0.0, 0.0] or max(map(abs, p["trajectory"][0])) < 1e-6
+        assert res["steps"][0] == 0 and len(res["steps"]) == 7 and res["trainable_params"] == 640
+        assert abs(res["interpolation"]["losses"][10] - res["start_loss"]) < 1e-6  # t = 0 is the start
+        assert (out / f"LP-{method}.png").stat().st_size > 0
+    assert all((out / f).stat().st_size > 0 for f in ("LP-pca.png", "LP-random.png", "interpolation.png"))
+    doc = (out / "landscape.md").read_text()
+    assert "python tools/landscape.py --quick" in doc and "| LP | FF int8 w16 |" in doc
+    rc, log = _tool("landscape.py", "--modes=XX")
+    assert rc != 0 and "unknown modes" in log
