@@ -4,7 +4,7 @@ VENV    := .venv
 PYTHON  := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 
-.PHONY: demo test venv assets clean
+.PHONY: demo test java-test venv assets clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PY) >/dev/null || { echo "needs $(PY) (set PY=...)"; exit 1; }
@@ -27,5 +27,22 @@ demo: assets
 test: assets
 	$(PYTHON) -m pytest -q tests
 
+# The Java training core of android_demo/ on the JVM (JDK 17, Debian junit4): plain javac/java, no network.
+JAVA_LIB   ?= /usr/share/java
+JAVA_OUT   := build/java
+JUNIT_CP   := $(JAVA_LIB)/junit4.jar:$(JAVA_LIB)/hamcrest-core.jar
+CORE_SRC   := $(shell find android_demo/core/src/main -name '*.java' 2>/dev/null)
+CORE_TESTS := $(shell find android_demo/core/src/test -name '*Test.java' 2>/dev/null)
+
+java-test:
+	@command -v javac >/dev/null && test -f $(JAVA_LIB)/junit4.jar || { echo "needs a JDK 17 and junit4 \
+	(Debian: apt-get install openjdk-17-jdk-headless junit4 libjna-java)"; exit 1; }
+	rm -rf $(JAVA_OUT) && mkdir -p $(JAVA_OUT)
+	javac --release 17 -Xlint:all -Werror -d $(JAVA_OUT)/core $(CORE_SRC)
+	javac --release 17 -Xlint:all -Werror -cp $(JAVA_OUT)/core:$(JUNIT_CP) -d $(JAVA_OUT)/core-test \
+		$(shell find android_demo/core/src/test -name '*.java')
+	java -Dgolden.dir=tests/golden -cp $(JAVA_OUT)/core:$(JAVA_OUT)/core-test:$(JUNIT_CP) org.junit.runner.JUnitCore \
+		$(subst /,.,$(patsubst android_demo/core/src/test/java/%.java,%,$(CORE_TESTS)))
+
 clean:
-	rm -rf out .pytest_cache
+	rm -rf out .pytest_cache $(JAVA_OUT)

@@ -191,3 +191,12 @@ def test_update_paper_hand_worked():
                                                      1806, 16, 8), [-1, 0, -3])
     # 16 bits keeps the range: 32767 - (-2) saturates at 32767
     assert quant.update_paper(np.array([32767], np.int16), np.array([-4]), 32768, 16, 16).tolist() == [32767]
+
+
+def test_java_core_embeds_the_same_gaussian_table():
+    """android_demo's Quant.java carries the inverse-CDF table as a literal: it must not drift."""
+    import pathlib
+    import re
+    src = (pathlib.Path(__file__).resolve().parents[1] / "android_demo/core/src/main/java/org/tflitefg/core/Quant.java").read_text()
+    body = re.search(r"GAUSSIAN_THRESHOLDS = \{(.*?)\};", src, re.S).group(1)
+    assert [int(v) for v in re.findall(r"(\d+)L", body)] == quant.GAUSSIAN_THRESHOLDS.tolist()

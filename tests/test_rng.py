@@ -112,9 +112,10 @@ def test_sign_gradient_float_golden(case):
 
 
 def test_reserved_indices_are_distinct_negative_java_longs():
-    reserved = [rng.MINIBATCH_INDEX, rng.ASCENT_INDEX, rng.ENGINE_ROUND_INDEX, rng.UPDATE_ROUND_INDEX, rng.MASK_INDEX]
-    # -1, -2, -3, -4, -5 as Java longs (two's complement)
-    assert [r - (1 << 64) for r in reserved] == [-1, -2, -3, -4, -5]
+    reserved = [rng.MINIBATCH_INDEX, rng.ASCENT_INDEX, rng.ENGINE_ROUND_INDEX, rng.UPDATE_ROUND_INDEX, rng.MASK_INDEX,
+                rng.SELECT_INDEX]
+    # -1 .. -6 as Java longs (two's complement)
+    assert [r - (1 << 64) for r in reserved] == [-1, -2, -3, -4, -5, -6]
     # never a perturbation index 0..m-1, nor a momentum second draw index + 2**32 (m < 2**32)
     assert rng.SECOND_DRAW == 1 << 32 and min(reserved) > 2 * rng.SECOND_DRAW
     keys = {rng.stream_key(0, 0, r, 0) for r in reserved} | {rng.stream_key(0, 0, i, 0) for i in range(4)}
