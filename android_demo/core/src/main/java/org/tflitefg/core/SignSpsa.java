@@ -1,0 +1,149 @@
+package org.tflitefg.core;
+
+/**
+ * The plain QZO-FF recipe of tflite_fg (build.py defaults: Gaussian Sign-m-SPSA, anchored
+ * arithmetic, round-to-nearest, constant lr), bit for bit with the Python runtime:
+ *
+ * <pre>
+ * for i in 0..m-1:  z_i = gaussianQ8(stream(seed, step, i, tensor))
+ *                   delta = roundShift(eps_master * z_i, Z_MULTIPLIER, Z_SHIFT)
+ *                   w+- = sat(w +- delta);  L+- = loss(engine(w+-))
+ *                   S += sign(L+ - L-) * z_i                       (int32)
+ * g = (float) S * (float) (Z_SCALE / m)                              (Sign-m-SPSA, one float step)
+ * w = sat(w + rint((float) -(lr * lsb) * g))                         (SGD on the master grid)
+ * </pre>
+ *
+ * The master copy is int8 (w8) or int16 with 256 units per int8 LSB (w16, the paper's 16w8a);
+ * the engine gets sat8(roundShift(w, 1, 8)) for w16. eps and lr are in int8 LSBs.
+ */
+public final class SignSpsa {
+    /** The loss of the int8 kernels the engine runs (one forward pass). */
+    public interface Loss {
+        double of(byte[][] engineKernels);
+    }
+
+    private static final float ROUND_LIMIT = 1 << 24;
+
+    private final long seed;
+    private final int m;
+    private final int bits;
+    private final int shift;
+    private final long epsMaster;
+    private final float[] negLr;
+    private final int[][] master;
+    private long step;
+    private long forwardPasses;
+
+    /**
+     * @param bits 8 (w8) or 16 (w16)
+     * @param lrLsb learning rate per tensor, in int8 LSBs per unit of z
+     */
+    public SignSpsa(long seed, int m, double epsLsb, double[] lrLsb, int bits, byte[][] initial) {
+        if (bits != 8 && bits != 16) throw new IllegalArgumentException("bits must be 8 or 16, got " + bits);
+        if (m < 1) throw new IllegalArgumentException("m must be >= 1, got " + m);
+        if (lrLsb.length != initial.length)
+            throw new IllegalArgumentException(lrLsb.length + " learning rates for " + initial.length + " tensors");
+        this.seed = seed;
+        this.m = m;
+        this.bits = bits;
+        this.shift = bits - 8;
+        long lsb = 1L << shift;
+        double eps = epsLsb * lsb;
+        if (!(eps >= 1) || eps != Math.rint(eps))
+            throw new IllegalArgumentException("eps_lsb=" + epsLsb + " is not a whole number >= 1 of master LSBs (1/" + lsb + ")");
+        this.epsMaster = (long) eps;
+        this.negLr = new float[lrLsb.length];
+        for (int t = 0; t < lrLsb.length; t++) {
+            if (!(lrLsb[t] > 0) || Double.isInfinite(lrLsb[t])) throw new IllegalArgumentException("lr must be finite and > 0");
+            negLr[t] = (float) -(lrLsb[t] * lsb);
+        }
+        this.master = new int[initial.length][];
+        for (int t = 0; t < initial.length; t++) {
+            master[t] = new int[initial[t].length];
+            for (int e = 0; e < initial[t].length; e++) master[t][e] = (int) Quant.saturate((long) initial[t][e] << shift, bits);
+        }
+    }
+
+    public long step() {
+        return step;
+    }
+
+    public long forwardPasses() {
+        return forwardPasses;
+    }
+
+    /** A copy of the master weights (int8 or int16 values). */
+    public int[][] master() {
+        int[][] out = new int[master.length][];
+        for (int t = 0; t < master.length; t++) out[t] = master[t].clone();
+        return out;
+    }
+
+    /** The int8 kernels the engine runs for the current weights. */
+    public byte[][] engine() {
+        return toEngine(master);
+    }
+
+    private byte[][] toEngine(int[][] w) {
+        byte[][] out = new byte[w.length][];
+        for (int t = 0; t < w.length; t++) {
+            out[t] = new byte[w[t].length];
+            for (int e = 0; e < w[t].length; e++) {
+                long q = shift == 0 ? w[t][e] : Quant.roundShift(w[t][e], 1, shift);
+                out[t][e] = (byte) Quant.saturate(q, 8);
+            }
+        }
+        return out;
+    }
+
+    /** One step: 2m loss evaluations, the update applied. Returns the mean of the 2m losses. */
+    public double step(Loss loss) {
+        int[][] sums = new int[master.length][];
+        for (int t = 0; t < master.length; t++) sums[t] = new int[master[t].length];
+        int[][] plus = new int[master.length][];
+        int[][] minus = new int[master.length][];
+        int[][] z = new int[master.length][];
+        double total = 0;
+        for (int i = 0; i < m; i++) {
+            for (int t = 0; t < master.length; t++) {
+                long key = Rng.streamKey(seed, step, i, t);
+                int n = master[t].length;
+                z[t] = new int[n];
+                plus[t] = new int[n];
+                minus[t] = new int[n];
+                for (int e = 0; e < n; e++) {
+                    z[t][e] = Quant.gaussianQ8(Rng.uint32(key, e));
+                    long delta = Quant.roundShift(epsMaster * z[t][e], Quant.Z_MULTIPLIER, Quant.Z_SHIFT);
+                    plus[t][e] = (int) Quant.saturate(master[t][e] + delta, bits);
+                    minus[t][e] = (int) Quant.saturate(master[t][e] - delta, bits);
+                }
+            }
+            double lp = finite(loss.of(toEngine(plus)));
+            double lm = finite(loss.of(toEngine(minus)));
+            forwardPasses += 2;
+            total += lp + lm;
+            double diff = lp - lm;  // numpy's sign(L+ - L-): 0 when equal
+            int sign = diff > 0 ? 1 : (diff < 0 ? -1 : 0);
+            if (sign != 0)
+                for (int t = 0; t < master.length; t++)
+                    for (int e = 0; e < sums[t].length; e++) sums[t][e] += sign * z[t][e];
+        }
+        float scale = (float) (Quant.Z_SCALE / m);
+        for (int t = 0; t < master.length; t++) {
+            for (int e = 0; e < master[t].length; e++) {
+                float g = (float) sums[t][e] * scale;
+                float u = negLr[t] * g;
+                long update = (long) Math.rint(Math.max(-ROUND_LIMIT, Math.min(ROUND_LIMIT, u)));
+                master[t][e] = (int) Quant.saturate(master[t][e] + update, bits);
+            }
+        }
+        step++;
+        return total / (2 * m);
+    }
+
+    private static double finite(double v) {
+        if (Double.isNaN(v) || Double.isInfinite(v))
+            throw new IllegalArgumentException("loss is " + v + "; the sign of a loss difference needs finite losses");
+        return v;
+    }
+}

@@ -1,0 +1,99 @@
+package org.tflitefg.core;
+
+import static org.junit.Assert.assertArrayEquals;
+import static org.junit.Assert.assertEquals;
+import static org.junit.Assert.assertThrows;
+
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.Paths;
+import java.util.List;
+import java.util.Map;
+
+import org.junit.Test;
+
+/** Given the same sequence of losses, the Java trainer produces the Python runtime's weights bit for
+ *  bit (tests/golden/trainer_golden.json, written by tools/java_golden.py): every probe's engine
+ *  kernels, and the master and engine weights after every step, for w8 and w16. */
+public class SignSpsaGoldenTest {
+    @SuppressWarnings("unchecked")
+    static List<Map<String, Object>> cases() throws Exception {
+        Path p = Paths.get(System.getProperty("golden.dir", "../tests/golden"), "trainer_golden.json");
+        Map<String, Object> g = (Map<String, Object>) Json.parse(new String(Files.readAllBytes(p), "UTF-8"));
+        return (List<Map<String, Object>>) g.get("cases");
+    }
+
+    @SuppressWarnings("unchecked")
+    static int[] ints(Object list) {
+        List<Object> l = (List<Object>) list;
+        int[] out = new int[l.size()];
+        for (int i = 0; i < out.length; i++) out[i] = ((Number) l.get(i)).intValue();
+        return out;
+    }
+
+    static int[] ints(byte[] b) {
+        int[] out = new int[b.length];
+        for (int i = 0; i < b.length; i++) out[i] = b[i];
+        return out;
+    }
+
+    @SuppressWarnings("unchecked")
+    static int[][] tensors(Object list) {
+        List<Object> l = (List<Object>) list;
+        int[][] out = new int[l.size()][];
+        for (int t = 0; t < out.length; t++) out[t] = ints(l.get(t));
+        return out;
+    }
+
+    @Test
+    @SuppressWarnings("unchecked")
+    public void replayedLossesGiveBitIdenticalWeights() throws Exception {
+        for (Map<String, Object> c : cases()) {
+            String name = (String) c.get("precision");
+            int[][] init = tensors(c.get("initial"));
+            byte[][] initial = new byte[init.length][];
+            for (int t = 0; t < init.length; t++) {
+                initial[t] = new byte[init[t].length];
+                for (int e = 0; e < init[t].length; e++) initial[t][e] = (byte) init[t][e];
+            }
+            List<Object> lrList = (List<Object>) c.get("lr");
+            double[] lr = new double[lrList.size()];
+            for (int t = 0; t < lr.length; t++) lr[t] = ((Number) lrList.get(t)).doubleValue();
+            SignSpsa trainer = new SignSpsa(((Number) c.get("seed")).longValue(), ((Number) c.get("m")).intValue(),
+                    ((Number) c.get("eps_lsb")).doubleValue(), lr, name.equals("w16") ? 16 : 8, initial);
+            List<Map<String, Object>> calls = (List<Map<String, Object>>) c.get("calls");
+            List<Map<String, Object>> after = (List<Map<String, Object>>) c.get("after_step");
+            int[] next = {0};
+            SignSpsa.Loss replay = kernels -> {
+                Map<String, Object> call = calls.get(next[0]++);
+                int[][] want = tensors(call.get("kernels"));
+                for (int t = 0; t < want.length; t++)
+                    assertArrayEquals(name + " call " + (next[0] - 1) + " tensor " + t, want[t], ints(kernels[t]));
+                return ((Number) call.get("loss")).doubleValue();
+            };
+            for (int s = 0; s < after.size(); s++) {
+                trainer.step(replay);
+                int[][] master = trainer.master();
+                int[][] wantMaster = tensors(after.get(s).get("master"));
+                int[][] wantEngine = tensors(after.get(s).get("engine"));
+                byte[][] engine = trainer.engine();
+                for (int t = 0; t < master.length; t++) {
+                    assertArrayEquals(name + " step " + s + " master " + t, wantMaster[t], master[t]);
+                    assertArrayEquals(name + " step " + s + " engine " + t, wantEngine[t], ints(engine[t]));
+                }
+            }
+            assertEquals(calls.size(), next[0]);
+            assertEquals(2L * trainer.step() * ((Number) c.get("m")).intValue(), trainer.forwardPasses());
+        }
+    }
+
+    @Test
+    public void badArgumentsAreRefused() {
+        byte[][] w = {{1, 2}};
+        assertThrows(IllegalArgumentException.class, () -> new SignSpsa(0, 3, 1.5, new double[] {1}, 8, w));
+        assertThrows(IllegalArgumentException.class, () -> new SignSpsa(0, 0, 1, new double[] {1}, 8, w));
+        assertThrows(IllegalArgumentException.class, () -> new SignSpsa(0, 1, 1, new double[] {1, 2}, 8, w));
+        SignSpsa t = new SignSpsa(0, 1, 1, new double[] {1}, 16, w);
+        assertThrows(IllegalArgumentException.class, () -> t.step(k -> Double.NaN));
+    }
+}

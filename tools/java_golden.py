@@ -1,0 +1,76 @@
+"""Golden runs of the Python trainer for the Java core's bit-exactness test (android_demo/core).
+
+  python tools/java_golden.py          # rewrites tests/golden/trainer_golden.json
+
+Each case runs the runtime's own plain recipe (tflite_fg.build + trainer.fit: Gaussian Sign-m-SPSA,
+anchored arithmetic, round-to-nearest, w8 or w16) on small int8 tensors, with a loss that is a
+fixed function of the engine's int8 kernels, and records every loss value in call order, the
+engine kernels of each call, and the master and engine weights after each step. Java replays the
+losses and must reproduce every kernel bit for bit; tests/test_java_golden.py checks that this file
+still matches the Python runtime.
+"""
+import _paths  # noqa: F401
+
+import json
+import pathlib
+
+import numpy as np
+from absl import app
+
+from tflite_fg import build, trainer
+from tflite_fg.config import TrainConfig
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+OUT = ROOT / "tests" / "golden" / "trainer_golden.json"
+SHAPES = [(4, 3), (2, 5)]
+CASES = [  # (precision, seed, m, eps_lsb, lr per tensor, steps)
+    ("w8", 7, 3, 2, (0.8, 2.5), 6),
+    ("w16", 11, 2, 1.5, (0.3, 0.7), 6),
+]
+
+
+def _initial() -> list[np.ndarray]:
+    r = np.random.default_rng(0)
+    params = [r.integers(-120, 121, s).astype(np.int8) for s in SHAPES]
+    params[0][0, :] = [127, -127, 126]  # saturation at the edges of the int8 range
+    return params
+
+
+def run_case(precision: str, seed: int, m: int, eps: float, lr: tuple[float, ...], steps: int) -> dict:
+    target = [np.full(s, 40.0) for s in SHAPES]
+    calls: list[dict] = []
+
+    def loss(engine):
+        value = float(sum(np.sum((k.astype(np.float64) - t) ** 2) for k, t in zip(engine, target)) / 100.0)
+        calls.append({"kernels": [k.astype(int).ravel().tolist() for k in engine], "loss": value})
+        return value
+
+    cfg = TrainConfig(seed=seed, steps=steps, batch_size=1, m=m, eps_lsb=eps, lr=lr, precision=precision)
+    start = _initial()
+    space = build.build_space(cfg)
+    est, tx = build.build_estimator(cfg, start, space), build.build_transform(cfg)
+    after = []
+    for state, _ in trainer.fit(trainer.init_state(start, est, tx, space), lambda step: loss, est, tx, seed,
+                                steps, space):
+        after.append({"master": [np.asarray(p).astype(int).ravel().tolist() for p in state.params],
+                      "engine": [k.astype(int).ravel().tolist() for k in space.to_engine(state.params)]})
+    return {"precision": precision, "seed": seed, "m": m, "eps_lsb": eps, "lr": list(lr), "steps": steps,
+            "shapes": [list(s) for s in SHAPES], "initial": [p.astype(int).ravel().tolist() for p in start],
+            "calls": calls, "after_step": after}
+
+
+def golden() -> dict:
+    return {"description": "Python trainer runs for the Java core (tools/java_golden.py): replay `calls[i].loss` "
+                           "in order; `calls[i].kernels` are the engine kernels of that call; `after_step` the "
+                           "weights after each step (flat, row-major).",
+            "cases": [run_case(*c) for c in CASES]}
+
+
+def main(argv):
+    del argv
+    OUT.write_text(json.dumps(golden(), separators=(",", ":")) + "\n")
+    print(f"wrote {OUT}")
+
+
+if __name__ == "__main__":
+    app.run(main)
