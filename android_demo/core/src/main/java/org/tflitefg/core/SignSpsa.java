@@ -84,6 +84,13 @@ public final class SignSpsa {
         return toEngine(master);
     }
 
+    /** sha256 over the engine kernels in order (tflite_fg.objective.weights_sha256): equal runs, equal hashes. */
+    public String engineSha256() {
+        java.io.ByteArrayOutputStream all = new java.io.ByteArrayOutputStream();
+        for (byte[] k : engine()) all.write(k, 0, k.length);
+        return Metadata.sha256(all.toByteArray());
+    }
+
     private byte[][] toEngine(int[][] w) {
         byte[][] out = new byte[w.length][];
         for (int t = 0; t < w.length; t++) {

@@ -1,0 +1,59 @@
+package org.tflitefg.desktop;
+
+import java.io.IOException;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.Map;
+
+import org.tflitefg.core.Json;
+
+/** The int8 inputs and labels tools/export_java_data.py writes (data.json + data.bin). */
+public final class Dataset {
+    public final byte[] xTrain;
+    public final int[] yTrain;
+    public final byte[] xTest;
+    public final int[] yTest;
+
+    private Dataset(byte[] xTrain, int[] yTrain, byte[] xTest, int[] yTest) {
+        this.xTrain = xTrain;
+        this.yTrain = yTrain;
+        this.xTest = xTest;
+        this.yTest = yTest;
+    }
+
+    @SuppressWarnings("unchecked")
+    public static Dataset read(Path dir) throws IOException {
+        Map<String, Object> header = (Map<String, Object>) Json.parse(
+                new String(Files.readAllBytes(dir.resolve("data.json")), StandardCharsets.UTF_8));
+        byte[] bin = Files.readAllBytes(dir.resolve("data.bin"));
+        Map<String, Object> parts = (Map<String, Object>) header.get("parts");
+        return new Dataset(bytes(bin, parts, "x_train"), labels(bin, parts, "y_train"),
+                           bytes(bin, parts, "x_test"), labels(bin, parts, "y_test"));
+    }
+
+    @SuppressWarnings("unchecked")
+    private static ByteBuffer part(byte[] bin, Map<String, Object> parts, String name) throws IOException {
+        Map<String, Object> p = (Map<String, Object>) parts.get(name);
+        if (p == null) throw new IOException("data.json has no part " + name + ": re-export with tools/export_java_data.py");
+        int off = ((Number) p.get("offset")).intValue(), n = ((Number) p.get("bytes")).intValue();
+        if (off < 0 || off + n > bin.length) throw new IOException("data.bin is truncated (" + name + ")");
+        return ByteBuffer.wrap(bin, off, n).slice().order(ByteOrder.LITTLE_ENDIAN);
+    }
+
+    private static byte[] bytes(byte[] bin, Map<String, Object> parts, String name) throws IOException {
+        ByteBuffer b = part(bin, parts, name);
+        byte[] out = new byte[b.remaining()];
+        b.get(out);
+        return out;
+    }
+
+    private static int[] labels(byte[] bin, Map<String, Object> parts, String name) throws IOException {
+        ByteBuffer b = part(bin, parts, name);
+        int[] out = new int[b.remaining() / 4];
+        b.asIntBuffer().get(out);
+        return out;
+    }
+}

@@ -1,0 +1,96 @@
+"""Export a converted model and its task's data for the Java desktop trainer (android_demo/desktop).
+
+  python tools/export_java_data.py --out=build/java-data     # the default task (as tools/train.py)
+
+Writes <out>/model.tflite (+ .json metadata), <out>/data.bin with the int8 inputs (quantized as
+FgModel.quantize_input does) and int32 little-endian labels, <out>/data.json describing it, and
+<out>/expected.json: the Python LiteRT `forward` logits of the first test examples with the
+initial kernels (builtin and XNNPACK kernels), which the Java test compares with the C API's.
+"""
+import _paths  # noqa: F401
+
+import json
+import pathlib
+import shutil
+
+import numpy as np
+from absl import app, flags
+
+from tflite_fg import assets, build, objective, runs, tasks, trainer
+from tflite_fg.config import TrainConfig
+from tflite_fg.metadata import metadata_path
+from tflite_fg.model import FgModel
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("out", "build/java-data", "Output directory.")
+flags.DEFINE_integer("shots", 20, "Default task: labelled training images per class.")
+flags.DEFINE_integer("n_test", 1000, "Default task: held-out test images.")
+flags.DEFINE_integer("data_seed", 0, "Default task: seed of the support/test split.")
+flags.DEFINE_string("trainable", "last:4", "Trainable layers of the converted model.")
+flags.DEFINE_integer("n_expected", 64, "Test examples whose Python logits are written.")
+flags.DEFINE_integer("train_steps", 1000, "Steps of the Python reference run the Java trainer is compared with.")
+flags.DEFINE_string("cache_dir", None, "Asset cache.")
+
+
+def default_model(cache: str | None) -> pathlib.Path:
+    """The default task's converted model, converted once (as tools/train.py does)."""
+    assets.ensure_assets(cache, log=print)
+    path = runs.default_model_path("fmnist", FLAGS.shots, FLAGS.data_seed, FLAGS.trainable, cache)
+    if not runs.is_current_conversion(path):
+        from converters import pipeline, tasks as ctasks  # TensorFlow only on this path
+        task = tasks.load_task("fmnist", FLAGS.shots, 1, FLAGS.data_seed, cache)
+        pipeline.save(path, *ctasks.convert_fewshot("fmnist", task, FLAGS.trainable, cache=cache))
+    return path
+
+
+def reference_run(path: pathlib.Path, parts: dict) -> dict:
+    """The demo's recipe (w16, m 3, eps 8, lr 0.5 head / 0.2 body, batch 64, seed 0) for train_steps
+    on the builtin kernels (what the C library runs; the frozen-prefix cache is bit-identical)."""
+    model = FgModel(path, engine="builtin")
+    n = len(model.meta.trainable)
+    cfg = TrainConfig(seed=0, steps=FLAGS.train_steps, batch_size=64, m=3, eps_lsb=8, lr=(0.2,) * (n - 1) + (0.5,),
+                      precision="w16")
+    start, space = model.initial_params(), build.build_space(cfg)
+    est, tx = build.build_estimator(cfg, start, space), build.build_transform(cfg)
+    state = trainer.init_state(start, est, tx, space)
+    loss = objective.minibatch_loss(model, parts["x_train"], parts["y_train"].astype(np.int64), 0, 64)
+    for state, _ in trainer.fit(state, loss, est, tx, 0, cfg.steps, space):
+        pass
+    final = space.to_engine(state.params)
+    return {"steps": cfg.steps, "lr_head": 0.5, "lr_body": 0.2, "weights_sha256": objective.weights_sha256(final),
+            "train_acc": model.accuracy(parts["x_train"], parts["y_train"].astype(np.int64), final),
+            "test_acc": model.accuracy(parts["x_test"], parts["y_test"].astype(np.int64), final)}
+
+
+def main(argv):
+    del argv
+    out = pathlib.Path(FLAGS.out)
+    out.mkdir(parents=True, exist_ok=True)
+    src = default_model(FLAGS.cache_dir)
+    shutil.copyfile(src, out / "model.tflite")
+    shutil.copyfile(metadata_path(src), metadata_path(out / "model.tflite"))
+    t = tasks.load_task("fmnist", FLAGS.shots, FLAGS.n_test, FLAGS.data_seed, FLAGS.cache_dir)
+    model = FgModel(out / "model.tflite")
+    parts = {"x_train": model.quantize_input(t.x_support), "y_train": t.y_support.astype("<i4"),
+             "x_test": model.quantize_input(t.x_test), "y_test": t.y_test.astype("<i4")}
+    header, offset = {"input_shape": list(model.meta.input_shape), "n_train": len(t.y_support),
+                      "n_test": len(t.y_test), "parts": {}}, 0
+    with open(out / "data.bin", "wb") as f:
+        for name, arr in parts.items():
+            data = np.ascontiguousarray(arr).tobytes()
+            header["parts"][name] = {"offset": offset, "bytes": len(data), "dtype": str(arr.dtype)}
+            f.write(data)
+            offset += len(data)
+    (out / "data.json").write_text(json.dumps(header, indent=1) + "\n")
+    xq, k = parts["x_test"][:FLAGS.n_expected], model.initial_params()
+    expected = {"n": len(xq), "zero_shot_acc": model.accuracy(parts["x_test"], t.y_test, k)}
+    for engine in ("builtin", "xnnpack"):
+        expected[engine] = FgModel(out / "model.tflite", engine=engine).forward(xq, k).astype(int).ravel().tolist()
+    expected["run"] = reference_run(out / "model.tflite", parts)
+    (out / "expected.json").write_text(json.dumps(expected) + "\n")
+    print(f"wrote {out}: model, {len(t.y_support)} training / {len(t.y_test)} test examples, "
+          f"expected logits of {len(xq)}; zero-shot {expected['zero_shot_acc']:.4f}")
+
+
+if __name__ == "__main__":
+    app.run(main)
