@@ -5,7 +5,8 @@
 Writes <out>/model.tflite (+ .json metadata), <out>/data.bin with the int8 inputs (quantized as
 FgModel.quantize_input does) and int32 little-endian labels, <out>/data.json describing it, and
 <out>/expected.json: the Python LiteRT `forward` logits of the first test examples with the
-initial kernels (builtin and XNNPACK kernels), which the Java test compares with the C API's.
+initial kernels (builtin and XNNPACK kernels), which the Java test compares with the C API's, and a
+Python reference run (its weights' sha256, accuracies, and the sha256 of its exported model).
 """
 import _paths  # noqa: F401
 
@@ -16,9 +17,9 @@ import shutil
 import numpy as np
 from absl import app, flags
 
-from tflite_fg import assets, build, objective, runs, tasks, trainer
+from tflite_fg import assets, build, export, objective, runs, tasks, trainer
 from tflite_fg.config import TrainConfig
-from tflite_fg.metadata import metadata_path
+from tflite_fg.metadata import metadata_path, sha256_bytes
 from tflite_fg.model import FgModel
 
 FLAGS = flags.FLAGS
@@ -57,7 +58,10 @@ def reference_run(path: pathlib.Path, parts: dict) -> dict:
     for state, _ in trainer.fit(state, loss, est, tx, 0, cfg.steps, space):
         pass
     final = space.to_engine(state.params)
-    return {"steps": cfg.steps, "lr_head": 0.5, "lr_body": 0.2, "weights_sha256": objective.weights_sha256(final),
+    exported = path.parent / "python_trained.tflite"
+    export.export_model(exported, model.model_bytes, model.meta, final)
+    return {"exported_sha256": sha256_bytes(exported.read_bytes()),
+            "exported_metadata_sha256": sha256_bytes(metadata_path(exported).read_bytes()), "steps": cfg.steps, "lr_head": 0.5, "lr_body": 0.2, "weights_sha256": objective.weights_sha256(final),
             "train_acc": model.accuracy(parts["x_train"], parts["y_train"].astype(np.int64), final),
             "test_acc": model.accuracy(parts["x_test"], parts["y_test"].astype(np.int64), final)}
 

@@ -72,6 +72,20 @@ public final class SignSpsa {
         return forwardPasses;
     }
 
+    /** Continue from a saved state (Checkpoint): master weights, step and forward passes. */
+    public void restore(int[][] weights, long atStep, long passes) {
+        if (weights.length != master.length) throw new IllegalArgumentException(weights.length + " tensors for " + master.length);
+        for (int t = 0; t < master.length; t++) {
+            if (weights[t].length != master[t].length)
+                throw new IllegalArgumentException("tensor " + t + " has " + weights[t].length + " values, expected " + master[t].length);
+            for (int v : weights[t])
+                if (v != Quant.saturate(v, bits)) throw new IllegalArgumentException("value " + v + " outside the w" + bits + " range");
+        }
+        for (int t = 0; t < master.length; t++) master[t] = weights[t].clone();
+        step = atStep;
+        forwardPasses = passes;
+    }
+
     /** A copy of the master weights (int8 or int16 values). */
     public int[][] master() {
         int[][] out = new int[master.length][];

@@ -6,6 +6,7 @@ import java.nio.file.Paths;
 import java.util.HashMap;
 import java.util.Map;
 
+import org.tflitefg.core.Dataset;
 import org.tflitefg.core.Metadata;
 import org.tflitefg.core.SignSpsa;
 import org.tflitefg.core.Training;

@@ -13,7 +13,9 @@ import java.util.List;
 import java.util.Map;
 
 import org.junit.Test;
+import org.tflitefg.core.Export;
 import org.tflitefg.core.Json;
+import org.tflitefg.core.Dataset;
 import org.tflitefg.core.Metadata;
 import org.tflitefg.core.SignSpsa;
 import org.tflitefg.core.Training;
@@ -23,6 +25,12 @@ import org.tflitefg.core.Training;
 public class CApiRunnerTest {
     static final Path DATA = Paths.get(System.getProperty("java.data", "build/java-data"));
     static final String LIB = System.getProperty("tflite.c");
+
+    static String sha256(byte[] data) throws Exception {
+        StringBuilder b = new StringBuilder();
+        for (byte x : java.security.MessageDigest.getInstance("SHA-256").digest(data)) b.append(String.format("%02x", x & 0xff));
+        return b.toString();
+    }
 
     static byte[] modelBytes() throws Exception {
         return Files.readAllBytes(DATA.resolve("model.tflite"));
@@ -78,6 +86,15 @@ public class CApiRunnerTest {
             // no sign of L+ - L- flips over the run: the same weights as the Python runtime's.
             assertEquals(run.get("weights_sha256"), trainer.engineSha256());
             assertEquals(((Number) run.get("test_acc")).doubleValue(), after, 0.0);
+            // the deployable model: the same bytes and metadata as tflite_fg/export.py writes
+            Path dir = Files.createTempDirectory("tfg-export");
+            Path out = dir.resolve("trained.tflite");
+            String json = new String(Files.readAllBytes(DATA.resolve("model.tflite.json")), StandardCharsets.UTF_8);
+            Export.exportModel(out, bytes, json, meta, trainer.engine());
+            assertEquals(run.get("exported_sha256"), sha256(Files.readAllBytes(out)));
+            assertEquals(run.get("exported_metadata_sha256"), sha256(Files.readAllBytes(dir.resolve("trained.tflite.json"))));
+            Metadata reread = Metadata.read(out, Files.readAllBytes(out));
+            assertArrayEquals(trainer.engine()[0], reread.initialKernels(Files.readAllBytes(out))[0]);
         }
     }
 

@@ -1,4 +1,4 @@
-package org.tflitefg.desktop;
+package org.tflitefg.core;
 
 import java.io.IOException;
 import java.nio.ByteBuffer;
@@ -7,8 +7,6 @@ import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.Map;
-
-import org.tflitefg.core.Json;
 
 /** The int8 inputs and labels tools/export_java_data.py writes (data.json + data.bin). */
 public final class Dataset {
@@ -24,11 +22,15 @@ public final class Dataset {
         this.yTest = yTest;
     }
 
-    @SuppressWarnings("unchecked")
     public static Dataset read(Path dir) throws IOException {
-        Map<String, Object> header = (Map<String, Object>) Json.parse(
-                new String(Files.readAllBytes(dir.resolve("data.json")), StandardCharsets.UTF_8));
-        byte[] bin = Files.readAllBytes(dir.resolve("data.bin"));
+        return parse(new String(Files.readAllBytes(dir.resolve("data.json")), StandardCharsets.UTF_8),
+                     Files.readAllBytes(dir.resolve("data.bin")));
+    }
+
+    /** From the two files' contents (e.g. an Android app's bundled assets). */
+    @SuppressWarnings("unchecked")
+    public static Dataset parse(String headerJson, byte[] bin) throws IOException {
+        Map<String, Object> header = (Map<String, Object>) Json.parse(headerJson);
         Map<String, Object> parts = (Map<String, Object>) header.get("parts");
         return new Dataset(bytes(bin, parts, "x_train"), labels(bin, parts, "y_train"),
                            bytes(bin, parts, "x_test"), labels(bin, parts, "y_test"));

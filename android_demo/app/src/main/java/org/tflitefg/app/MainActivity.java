@@ -1,0 +1,138 @@
+package org.tflitefg.app;
+
+import android.app.Activity;
+import android.os.Bundle;
+import android.os.Handler;
+import android.os.Looper;
+import android.widget.Button;
+import android.widget.LinearLayout;
+import android.widget.ScrollView;
+import android.widget.TextView;
+
+import java.io.ByteArrayOutputStream;
+import java.io.File;
+import java.io.IOException;
+import java.io.InputStream;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+
+import org.tflitefg.core.Checkpoint;
+import org.tflitefg.core.Dataset;
+import org.tflitefg.core.Export;
+import org.tflitefg.core.Metadata;
+import org.tflitefg.core.SignSpsa;
+import org.tflitefg.core.Training;
+
+/**
+ * A thin layer over core/: the bundled converted model and labelled samples (assets written by
+ * python tools/export_java_data.py --out=android_demo/app/src/main/assets), on-device training with
+ * progress, evaluation, save/restore of the trained tensors, export of the deployable model.
+ */
+public final class MainActivity extends Activity {
+    private static final int STEPS_PER_TAP = 200;
+    private final ExecutorService worker = Executors.newSingleThreadExecutor();
+    private final Handler ui = new Handler(Looper.getMainLooper());
+    private TextView log;
+    private File modelFile;
+    private byte[] modelBytes;
+    private String metadataJson;
+    private Metadata meta;
+    private Dataset data;
+    private SignSpsa trainer;
+    private Training training;
+    private InterpreterRunner runner;
+
+    @Override
+    protected void onCreate(Bundle state) {
+        super.onCreate(state);
+        LinearLayout root = new LinearLayout(this);
+        root.setOrientation(LinearLayout.VERTICAL);
+        log = new TextView(this);
+        for (String label : new String[] {"Train " + STEPS_PER_TAP + " steps", "Evaluate", "Save", "Restore", "Export"}) {
+            Button b = new Button(this);
+            b.setText(label);
+            b.setOnClickListener(v -> run(label));
+            root.addView(b);
+        }
+        ScrollView scroll = new ScrollView(this);
+        scroll.addView(log);
+        root.addView(scroll);
+        setContentView(root);
+        worker.execute(this::load);
+    }
+
+    private void say(String line) {
+        ui.post(() -> log.append(line + "\n"));
+    }
+
+    private byte[] asset(String name) throws IOException {
+        try (InputStream in = getAssets().open(name)) {
+            ByteArrayOutputStream out = new ByteArrayOutputStream();
+            byte[] buf = new byte[1 << 16];
+            for (int n; (n = in.read(buf)) > 0; ) out.write(buf, 0, n);
+            return out.toByteArray();
+        }
+    }
+
+    private void load() {
+        try {
+            modelBytes = asset("model.tflite");
+            metadataJson = new String(asset("model.tflite.json"), StandardCharsets.UTF_8);
+            meta = Metadata.parse(metadataJson);
+            modelFile = new File(getFilesDir(), "model.tflite");
+            Files.write(modelFile.toPath(), modelBytes);
+            data = Dataset.parse(new String(asset("data.json"), StandardCharsets.UTF_8), asset("data.bin"));
+            int n = meta.trainable.size();
+            double[] lr = new double[n];
+            for (int t = 0; t < n; t++) lr[t] = t == n - 1 ? 0.5 : 0.2;  // the demo's recipe
+            trainer = new SignSpsa(0, 3, 8, lr, 16, meta.initialKernels(modelBytes));
+            runner = new InterpreterRunner(modelFile, meta);
+            training = new Training(runner, meta, trainer, 0);
+            say(String.format("model: %d trainable tensors; %d labelled samples, %d test",
+                              n, data.yTrain.length, data.yTest.length));
+            say(String.format("zero-shot test accuracy %.4f", training.accuracy(data.xTest, data.yTest, 100)));
+        } catch (Exception e) {
+            say("cannot load the bundled model or data: " + e.getMessage());
+        }
+    }
+
+    private void run(String action) {
+        worker.execute(() -> {
+            try {
+                if (training == null) throw new IllegalStateException("the model did not load");
+                File ckpt = new File(getFilesDir(), "run.ckpt");
+                if (action.startsWith("Train")) {
+                    long t0 = System.nanoTime();
+                    for (int s = 1; s <= STEPS_PER_TAP; s++) {
+                        double loss = training.step(data.xTrain, data.yTrain, 64);
+                        if (s % 20 == 0) say(String.format("step %d  loss %.4f", trainer.step(), loss));
+                    }
+                    say(String.format("%.0f ms/step", (System.nanoTime() - t0) / 1e6 / STEPS_PER_TAP));
+                } else if (action.equals("Evaluate")) {
+                    say(String.format("test accuracy %.4f", training.accuracy(data.xTest, data.yTest, 100)));
+                } else if (action.equals("Save")) {
+                    Checkpoint.save(ckpt.toPath(), meta.modelSha256, trainer);
+                    say("saved step " + trainer.step());
+                } else if (action.equals("Restore")) {
+                    Checkpoint.restore(ckpt.toPath(), meta.modelSha256, trainer);
+                    say("restored step " + trainer.step());
+                } else {
+                    File out = new File(getExternalFilesDir(null), "trained.tflite");
+                    Export.exportModel(out.toPath(), modelBytes, metadataJson, meta, trainer.engine());
+                    say("exported " + out);
+                }
+            } catch (Exception e) {
+                say(action + " failed: " + e.getMessage());
+            }
+        });
+    }
+
+    @Override
+    protected void onDestroy() {
+        worker.shutdown();
+        if (runner != null) runner.close();
+        super.onDestroy();
+    }
+}
