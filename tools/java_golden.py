@@ -2,8 +2,9 @@
 
   python tools/java_golden.py          # rewrites tests/golden/trainer_golden.json
 
-Each case runs the runtime's own plain recipe (tflite_fg.build + trainer.fit: Gaussian Sign-m-SPSA,
-anchored arithmetic, round-to-nearest, w8 or w16) on small int8 tensors, with a loss that is a
+Each case runs the runtime's own recipe (tflite_fg.build + trainer.fit: Gaussian Sign-m-SPSA,
+anchored arithmetic, w8 or w16; plain, or with sparse-update masks and stochastic update rounding)
+on small int8 tensors, with a loss that is a
 fixed function of the engine's int8 kernels, and records every loss value in call order, the
 engine kernels of each call, and the master and engine weights after each step. Java replays the
 losses and must reproduce every kernel bit for bit; tests/test_java_golden.py checks that this file
@@ -23,9 +24,13 @@ from tflite_fg.config import TrainConfig
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 OUT = ROOT / "tests" / "golden" / "trainer_golden.json"
 SHAPES = [(4, 3), (2, 5)]
-CASES = [  # (precision, seed, m, eps_lsb, lr per tensor, steps)
-    ("w8", 7, 3, 2, (0.8, 2.5), 6),
-    ("w16", 11, 2, 1.5, (0.3, 0.7), 6),
+CASES = [  # (precision, seed, m, eps_lsb, lr per tensor, steps, TrainConfig options)
+    ("w8", 7, 3, 2, (0.8, 2.5), 6, {}),
+    ("w16", 11, 2, 1.5, (0.3, 0.7), 6, {}),
+    ("w8", 5, 3, 2, (1.2, 2.5), 5, {"mask": "topk", "sparsity": 0.5}),
+    ("w16", 9, 2, 1.5, (0.3, 0.7), 5, {"mask": "random", "sparsity": 0.7, "update_rounding": "stochastic"}),
+    ("w8", 3, 2, 3, (0.6, 1.7), 5, {"mask": "threshold", "mask_threshold_lsb": 60.0,
+                                    "update_rounding": "stochastic"}),
 ]
 
 
@@ -36,7 +41,8 @@ def _initial() -> list[np.ndarray]:
     return params
 
 
-def run_case(precision: str, seed: int, m: int, eps: float, lr: tuple[float, ...], steps: int) -> dict:
+def run_case(precision: str, seed: int, m: int, eps: float, lr: tuple[float, ...], steps: int,
+             options: dict) -> dict:
     target = [np.full(s, 40.0) for s in SHAPES]
     calls: list[dict] = []
 
@@ -45,7 +51,7 @@ def run_case(precision: str, seed: int, m: int, eps: float, lr: tuple[float, ...
         calls.append({"kernels": [k.astype(int).ravel().tolist() for k in engine], "loss": value})
         return value
 
-    cfg = TrainConfig(seed=seed, steps=steps, batch_size=1, m=m, eps_lsb=eps, lr=lr, precision=precision)
+    cfg = TrainConfig(seed=seed, steps=steps, batch_size=1, m=m, eps_lsb=eps, lr=lr, precision=precision, **options)
     start = _initial()
     space = build.build_space(cfg)
     est, tx = build.build_estimator(cfg, start, space), build.build_transform(cfg)
@@ -55,6 +61,7 @@ def run_case(precision: str, seed: int, m: int, eps: float, lr: tuple[float, ...
         after.append({"master": [np.asarray(p).astype(int).ravel().tolist() for p in state.params],
                       "engine": [k.astype(int).ravel().tolist() for k in space.to_engine(state.params)]})
     return {"precision": precision, "seed": seed, "m": m, "eps_lsb": eps, "lr": list(lr), "steps": steps,
+            "options": options,
             "shapes": [list(s) for s in SHAPES], "initial": [p.astype(int).ravel().tolist() for p in start],
             "calls": calls, "after_step": after}
 

@@ -15,6 +15,8 @@ package org.tflitefg.core;
  *
  * The master copy is int8 (w8) or int16 with 256 units per int8 LSB (w16, the paper's 16w8a);
  * the engine gets sat8(roundShift(w, 1, 8)) for w16. eps and lr are in int8 LSBs.
+ * Options: a sparse-update mask (z is 0 outside it, Masks) and stochastic update rounding
+ * (floor(x) + [frac(x) * 2^32 > u], u from stream(seed, step, UPDATE_ROUND_INDEX, tensor)).
  */
 public final class SignSpsa {
     /** The loss of the int8 kernels the engine runs (one forward pass). */
@@ -31,14 +33,29 @@ public final class SignSpsa {
     private final long epsMaster;
     private final float[] negLr;
     private final int[][] master;
+    private final boolean[][] mask;
+    private final boolean stochasticRounding;
     private long step;
     private long forwardPasses;
+
+    /** The plain recipe: no mask, round-to-nearest updates. */
+    public SignSpsa(long seed, int m, double epsLsb, double[] lrLsb, int bits, byte[][] initial) {
+        this(seed, m, epsLsb, lrLsb, bits, initial, null, false);
+    }
 
     /**
      * @param bits 8 (w8) or 16 (w16)
      * @param lrLsb learning rate per tensor, in int8 LSBs per unit of z
      */
-    public SignSpsa(long seed, int m, double epsLsb, double[] lrLsb, int bits, byte[][] initial) {
+    public SignSpsa(long seed, int m, double epsLsb, double[] lrLsb, int bits, byte[][] initial, boolean[][] mask,
+                    boolean stochasticRounding) {
+        if (mask != null) {
+            if (mask.length != initial.length) throw new IllegalArgumentException(mask.length + " masks for " + initial.length + " tensors");
+            for (int t = 0; t < mask.length; t++)
+                if (mask[t].length != initial[t].length) throw new IllegalArgumentException("mask " + t + " does not match its tensor");
+        }
+        this.mask = mask;
+        this.stochasticRounding = stochasticRounding;
         if (bits != 8 && bits != 16) throw new IllegalArgumentException("bits must be 8 or 16, got " + bits);
         if (m < 1) throw new IllegalArgumentException("m must be >= 1, got " + m);
         if (lrLsb.length != initial.length)
@@ -133,7 +150,7 @@ public final class SignSpsa {
                 plus[t] = new int[n];
                 minus[t] = new int[n];
                 for (int e = 0; e < n; e++) {
-                    z[t][e] = Quant.gaussianQ8(Rng.uint32(key, e));
+                    z[t][e] = mask != null && !mask[t][e] ? 0 : Quant.gaussianQ8(Rng.uint32(key, e));
                     long delta = Quant.roundShift(epsMaster * z[t][e], Quant.Z_MULTIPLIER, Quant.Z_SHIFT);
                     plus[t][e] = (int) Quant.saturate(master[t][e] + delta, bits);
                     minus[t][e] = (int) Quant.saturate(master[t][e] - delta, bits);
@@ -151,10 +168,17 @@ public final class SignSpsa {
         }
         float scale = (float) (Quant.Z_SCALE / m);
         for (int t = 0; t < master.length; t++) {
+            long roundKey = Rng.streamKey(seed, step, Rng.UPDATE_ROUND_INDEX, t);
             for (int e = 0; e < master[t].length; e++) {
                 float g = (float) sums[t][e] * scale;
-                float u = negLr[t] * g;
-                long update = (long) Math.rint(Math.max(-ROUND_LIMIT, Math.min(ROUND_LIMIT, u)));
+                float u = Math.max(-ROUND_LIMIT, Math.min(ROUND_LIMIT, negLr[t] * g));
+                long update;
+                if (stochasticRounding) {
+                    float floor = (float) Math.floor(u);
+                    update = (long) floor + ((double) (u - floor) * 4294967296.0 > (double) Rng.uint32(roundKey, e) ? 1 : 0);
+                } else {
+                    update = (long) Math.rint(u);
+                }
                 master[t][e] = (int) Quant.saturate(master[t][e] + update, bits);
             }
         }

@@ -14,7 +14,8 @@ import org.junit.Test;
 
 /** Given the same sequence of losses, the Java trainer produces the Python runtime's weights bit for
  *  bit (tests/golden/trainer_golden.json, written by tools/java_golden.py): every probe's engine
- *  kernels, and the master and engine weights after every step, for w8 and w16. */
+ *  kernels, and the master and engine weights after every step, for w8 and w16, plain and with
+ *  top-k / random / threshold masks and stochastic update rounding. */
 public class SignSpsaGoldenTest {
     @SuppressWarnings("unchecked")
     static List<Map<String, Object>> cases() throws Exception {
@@ -49,7 +50,7 @@ public class SignSpsaGoldenTest {
     @SuppressWarnings("unchecked")
     public void replayedLossesGiveBitIdenticalWeights() throws Exception {
         for (Map<String, Object> c : cases()) {
-            String name = (String) c.get("precision");
+            String name = c.get("precision") + " " + c.get("options");
             int[][] init = tensors(c.get("initial"));
             byte[][] initial = new byte[init.length][];
             for (int t = 0; t < init.length; t++) {
@@ -59,8 +60,18 @@ public class SignSpsaGoldenTest {
             List<Object> lrList = (List<Object>) c.get("lr");
             double[] lr = new double[lrList.size()];
             for (int t = 0; t < lr.length; t++) lr[t] = ((Number) lrList.get(t)).doubleValue();
-            SignSpsa trainer = new SignSpsa(((Number) c.get("seed")).longValue(), ((Number) c.get("m")).intValue(),
-                    ((Number) c.get("eps_lsb")).doubleValue(), lr, name.equals("w16") ? 16 : 8, initial);
+            long seed = ((Number) c.get("seed")).longValue();
+            Map<String, Object> options = (Map<String, Object>) c.get("options");
+            String kind = (String) options.getOrDefault("mask", "none");
+            boolean[][] mask = switch (kind) {
+                case "topk" -> Masks.topk(initial, ((Number) options.get("sparsity")).doubleValue());
+                case "random" -> Masks.random(initial, ((Number) options.get("sparsity")).doubleValue(), seed);
+                case "threshold" -> Masks.threshold(initial, ((Number) options.get("mask_threshold_lsb")).doubleValue());
+                default -> null;
+            };
+            SignSpsa trainer = new SignSpsa(seed, ((Number) c.get("m")).intValue(), ((Number) c.get("eps_lsb")).doubleValue(),
+                    lr, c.get("precision").equals("w16") ? 16 : 8, initial, mask,
+                    "stochastic".equals(options.get("update_rounding")));
             List<Map<String, Object>> calls = (List<Map<String, Object>>) c.get("calls");
             List<Map<String, Object>> after = (List<Map<String, Object>>) c.get("after_step");
             int[] next = {0};
