@@ -3,8 +3,8 @@
   python tools/java_golden.py          # rewrites tests/golden/trainer_golden.json
 
 Each case runs the runtime's own recipe (tflite_fg.build + trainer.fit: Gaussian Sign-m-SPSA,
-anchored arithmetic, w8 or w16; plain, or with sparse-update masks and stochastic update rounding)
-on small int8 tensors, with a loss that is a
+anchored arithmetic, w8 or w16; plain, or with sparse-update masks, stochastic update rounding,
+Rademacher/Binomial z, momentum-guided sampling and kernel-wise normalization) on small int8 tensors, with a loss that is a
 fixed function of the engine's int8 kernels, and records every loss value in call order, the
 engine kernels of each call, and the master and engine weights after each step. Java replays the
 losses and must reproduce every kernel bit for bit; tests/test_java_golden.py checks that this file
@@ -31,6 +31,10 @@ CASES = [  # (precision, seed, m, eps_lsb, lr per tensor, steps, TrainConfig opt
     ("w16", 9, 2, 1.5, (0.3, 0.7), 5, {"mask": "random", "sparsity": 0.7, "update_rounding": "stochastic"}),
     ("w8", 3, 2, 3, (0.6, 1.7), 5, {"mask": "threshold", "mask_threshold_lsb": 60.0,
                                     "update_rounding": "stochastic"}),
+    ("w16", 4, 3, 1.5, (0.3, 0.7), 6, {"momentum_alpha": 0.5, "momentum_beta_min": 0.3, "momentum_decay_steps": 3}),
+    ("w16", 6, 2, 2, (0.4, 0.9), 5, {"kernel_norm": True, "distribution": "rademacher"}),
+    ("w8", 8, 3, 2, (0.8, 2.5), 5, {"kernel_norm": True, "distribution": "binomial", "mask": "topk",
+                                    "sparsity": 0.3, "momentum_alpha": 0.7, "momentum_decay_steps": 2}),
 ]
 
 

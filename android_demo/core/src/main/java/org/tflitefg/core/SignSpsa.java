@@ -15,10 +15,54 @@ package org.tflitefg.core;
  *
  * The master copy is int8 (w8) or int16 with 256 units per int8 LSB (w16, the paper's 16w8a);
  * the engine gets sat8(roundShift(w, 1, 8)) for w16. eps and lr are in int8 LSBs.
- * Options: a sparse-update mask (z is 0 outside it, Masks) and stochastic update rounding
- * (floor(x) + [frac(x) * 2^32 > u], u from stream(seed, step, UPDATE_ROUND_INDEX, tensor)).
+ * Options: Rademacher/Binomial z, momentum-guided sampling, kernel-wise normalization, a sparse-update
+ * mask (z is 0 outside it, Masks) and stochastic update rounding (floor(x) + [frac(x) * 2^32 > u], u
+ * from stream(seed, step, UPDATE_ROUND_INDEX, tensor)): tflite_fg/samplers.py and updates.py.
  */
 public final class SignSpsa {
+    /** What tflite_fg.config.TrainConfig can add to the plain recipe (build.py's composition order:
+     *  masked(kernel_normalized(momentum_guided(distribution)))). */
+    public static final class Options {
+        String distribution = "gaussian";   // or "rademacher", "binomial" (n = 4)
+        boolean[][] mask;                   // sparse update: z = 0 outside (Masks)
+        boolean stochasticRounding;
+        double momentumAlpha;               // > 0: momentum-guided sampling
+        double momentumBetaMin = 0.5;
+        int momentumDecaySteps = 1000;
+        boolean kernelNorm;
+
+        public Options distribution(String d) {
+            if (!d.equals("gaussian") && !d.equals("rademacher") && !d.equals("binomial"))
+                throw new IllegalArgumentException("distribution must be gaussian, rademacher or binomial, got " + d);
+            distribution = d;
+            return this;
+        }
+
+        public Options mask(boolean[][] m) {
+            mask = m;
+            return this;
+        }
+
+        public Options stochasticRounding(boolean on) {
+            stochasticRounding = on;
+            return this;
+        }
+
+        public Options momentum(double alpha, double betaMin, int decaySteps) {
+            if (!(alpha > 0 && alpha < 1 && betaMin >= 0 && betaMin <= 1 && decaySteps >= 0))
+                throw new IllegalArgumentException("momentum needs 0 < alpha < 1, 0 <= beta_min <= 1, decay_steps >= 0");
+            momentumAlpha = alpha;
+            momentumBetaMin = betaMin;
+            momentumDecaySteps = decaySteps;
+            return this;
+        }
+
+        public Options kernelNorm(boolean on) {
+            kernelNorm = on;
+            return this;
+        }
+    }
+
     /** The loss of the int8 kernels the engine runs (one forward pass). */
     public interface Loss {
         double of(byte[][] engineKernels);
@@ -33,29 +77,31 @@ public final class SignSpsa {
     private final long epsMaster;
     private final float[] negLr;
     private final int[][] master;
-    private final boolean[][] mask;
-    private final boolean stochasticRounding;
+    private final Options opt;
+    private final int[][] history;  // momentum: the previous step's gradient as int8 z_q
+    private long stepsSeen;
     private long step;
     private long forwardPasses;
 
-    /** The plain recipe: no mask, round-to-nearest updates. */
+    /** The plain recipe: Gaussian z, no mask, round-to-nearest updates. */
     public SignSpsa(long seed, int m, double epsLsb, double[] lrLsb, int bits, byte[][] initial) {
-        this(seed, m, epsLsb, lrLsb, bits, initial, null, false);
+        this(seed, m, epsLsb, lrLsb, bits, initial, new Options());
     }
 
     /**
      * @param bits 8 (w8) or 16 (w16)
      * @param lrLsb learning rate per tensor, in int8 LSBs per unit of z
      */
-    public SignSpsa(long seed, int m, double epsLsb, double[] lrLsb, int bits, byte[][] initial, boolean[][] mask,
-                    boolean stochasticRounding) {
+    public SignSpsa(long seed, int m, double epsLsb, double[] lrLsb, int bits, byte[][] initial, Options options) {
+        boolean[][] mask = options.mask;
         if (mask != null) {
             if (mask.length != initial.length) throw new IllegalArgumentException(mask.length + " masks for " + initial.length + " tensors");
             for (int t = 0; t < mask.length; t++)
                 if (mask[t].length != initial[t].length) throw new IllegalArgumentException("mask " + t + " does not match its tensor");
         }
-        this.mask = mask;
-        this.stochasticRounding = stochasticRounding;
+        this.opt = options;
+        this.history = new int[initial.length][];
+        for (int t = 0; t < initial.length; t++) history[t] = new int[initial[t].length];
         if (bits != 8 && bits != 16) throw new IllegalArgumentException("bits must be 8 or 16, got " + bits);
         if (m < 1) throw new IllegalArgumentException("m must be >= 1, got " + m);
         if (lrLsb.length != initial.length)
@@ -141,16 +187,14 @@ public final class SignSpsa {
         int[][] plus = new int[master.length][];
         int[][] minus = new int[master.length][];
         int[][] z = new int[master.length][];
-        double total = 0;
+        double total = 0;  // loss sum
         for (int i = 0; i < m; i++) {
+            sample(i, z);
             for (int t = 0; t < master.length; t++) {
-                long key = Rng.streamKey(seed, step, i, t);
                 int n = master[t].length;
-                z[t] = new int[n];
                 plus[t] = new int[n];
                 minus[t] = new int[n];
                 for (int e = 0; e < n; e++) {
-                    z[t][e] = mask != null && !mask[t][e] ? 0 : Quant.gaussianQ8(Rng.uint32(key, e));
                     long delta = Quant.roundShift(epsMaster * z[t][e], Quant.Z_MULTIPLIER, Quant.Z_SHIFT);
                     plus[t][e] = (int) Quant.saturate(master[t][e] + delta, bits);
                     minus[t][e] = (int) Quant.saturate(master[t][e] - delta, bits);
@@ -171,9 +215,11 @@ public final class SignSpsa {
             long roundKey = Rng.streamKey(seed, step, Rng.UPDATE_ROUND_INDEX, t);
             for (int e = 0; e < master[t].length; e++) {
                 float g = (float) sums[t][e] * scale;
+                // momentum's history: g on the scale Dz, rounded half-even, clipped to int8
+                history[t][e] = (int) Math.max(-127, Math.min(127, Math.rint((double) g / Quant.Z_SCALE)));
                 float u = Math.max(-ROUND_LIMIT, Math.min(ROUND_LIMIT, negLr[t] * g));
                 long update;
-                if (stochasticRounding) {
+                if (opt.stochasticRounding) {
                     float floor = (float) Math.floor(u);
                     update = (long) floor + ((double) (u - floor) * 4294967296.0 > (double) Rng.uint32(roundKey, e) ? 1 : 0);
                 } else {
@@ -182,8 +228,80 @@ public final class SignSpsa {
                 master[t][e] = (int) Quant.saturate(master[t][e] + update, bits);
             }
         }
+        stepsSeen++;
         step++;
         return total / (2 * m);
+    }
+
+    /** z of perturbation `index` at this step, into z (tflite_fg/samplers.py, in build.py's order). */
+    private void sample(int index, int[][] z) {
+        draw(index, z);
+        if (opt.momentumAlpha > 0) {
+            double beta = opt.momentumDecaySteps <= 0 ? opt.momentumBetaMin
+                    : 1.0 - (1.0 - opt.momentumBetaMin) * Math.min(stepsSeen, opt.momentumDecaySteps) / opt.momentumDecaySteps;
+            long c1 = q15(beta * Math.sqrt(opt.momentumAlpha)), c2 = q15(1.0 - beta);
+            long c3 = q15((1.0 - beta) * Math.sqrt(1.0 - opt.momentumAlpha));
+            int[][] z2 = null;
+            if (c2 != 0 || c3 != 0) {
+                z2 = new int[z.length][];
+                draw(index + Rng.SECOND_DRAW, z2);
+            }
+            for (int t = 0; t < z.length; t++)
+                for (int e = 0; e < z[t].length; e++) {
+                    long v = z2 == null ? Quant.roundShift(z[t][e] * c1, 1, 15)
+                            : Quant.roundShift(z[t][e] * c1 + history[t][e] * c2 + z2[t][e] * c3, 1, 15);
+                    z[t][e] = (int) Math.max(-32767, Math.min(32767, v));
+                }
+        }
+        if (opt.kernelNorm) {
+            for (int t = 0; t < z.length; t++) {
+                long zSq = 0;
+                java.math.BigInteger wSq = java.math.BigInteger.ZERO;
+                for (int e = 0; e < z[t].length; e++) {
+                    zSq += (long) z[t][e] * z[t][e];
+                    wSq = wSq.add(java.math.BigInteger.valueOf((long) master[t][e] * master[t][e]));
+                }
+                long factor = kernelNormFactorQ16(wSq, zSq, 1L << shift);
+                for (int e = 0; e < z[t].length; e++) z[t][e] = (int) Quant.roundShift(z[t][e] * factor, 1, 16);
+            }
+        }
+        if (opt.mask != null)
+            for (int t = 0; t < z.length; t++)
+                for (int e = 0; e < z[t].length; e++) if (!opt.mask[t][e]) z[t][e] = 0;
+    }
+
+    /** The base distribution's draws of stream(seed, step, index, tensor). */
+    private void draw(long index, int[][] z) {
+        for (int t = 0; t < master.length; t++) {
+            long key = Rng.streamKey(seed, step, index, t);
+            z[t] = new int[master[t].length];
+            for (int e = 0; e < z[t].length; e++) {
+                long u = Rng.uint32(key, e);
+                z[t][e] = switch (opt.distribution) {
+                    case "rademacher" -> Quant.rademacherQ8(u);
+                    case "binomial" -> BINOMIAL4[Long.bitCount(u >>> 28)];
+                    default -> Quant.gaussianQ8(u);
+                };
+            }
+        }
+    }
+
+    /** Binomial(4, 1/2) centred and scaled to unit variance, quantized: round((k - 2) / Dz), k = 0..4. */
+    private static final int[] BINOMIAL4 = {
+        (int) Math.rint(-2 / Quant.Z_SCALE), (int) Math.rint(-1 / Quant.Z_SCALE), 0,
+        (int) Math.rint(1 / Quant.Z_SCALE), (int) Math.rint(2 / Quant.Z_SCALE)};
+
+    private static long q15(double x) {
+        return (long) Math.rint(x * 32768);  // half-even, as Python's round()
+    }
+
+    /** F = ||w|| / (||z|| Dz 32) in Q16 with ||w|| in int8 LSBs: isqrt(w2 * 2^32 * 127^2 / (lsb^2 z2 112^2)). */
+    static long kernelNormFactorQ16(java.math.BigInteger wSq, long zSq, long lsb) {
+        if (zSq <= 0) return 0;
+        java.math.BigInteger num = wSq.shiftLeft(32).multiply(java.math.BigInteger.valueOf(127L * 127L));
+        java.math.BigInteger den = java.math.BigInteger.valueOf(lsb * lsb).multiply(java.math.BigInteger.valueOf(zSq))
+                .multiply(java.math.BigInteger.valueOf(112L * 112L));
+        return num.divide(den).sqrt().longValueExact();
     }
 
     private static double finite(double v) {

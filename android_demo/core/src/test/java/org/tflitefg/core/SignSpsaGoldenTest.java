@@ -15,7 +15,8 @@ import org.junit.Test;
 /** Given the same sequence of losses, the Java trainer produces the Python runtime's weights bit for
  *  bit (tests/golden/trainer_golden.json, written by tools/java_golden.py): every probe's engine
  *  kernels, and the master and engine weights after every step, for w8 and w16, plain and with
- *  top-k / random / threshold masks and stochastic update rounding. */
+ *  top-k / random / threshold masks, stochastic update rounding, Rademacher / Binomial z,
+ *  momentum-guided sampling and kernel-wise normalization. */
 public class SignSpsaGoldenTest {
     @SuppressWarnings("unchecked")
     static List<Map<String, Object>> cases() throws Exception {
@@ -69,9 +70,16 @@ public class SignSpsaGoldenTest {
                 case "threshold" -> Masks.threshold(initial, ((Number) options.get("mask_threshold_lsb")).doubleValue());
                 default -> null;
             };
+            SignSpsa.Options opt = new SignSpsa.Options().mask(mask)
+                    .stochasticRounding("stochastic".equals(options.get("update_rounding")))
+                    .distribution((String) options.getOrDefault("distribution", "gaussian"))
+                    .kernelNorm(Boolean.TRUE.equals(options.get("kernel_norm")));
+            if (options.containsKey("momentum_alpha"))
+                opt.momentum(((Number) options.get("momentum_alpha")).doubleValue(),
+                             ((Number) options.getOrDefault("momentum_beta_min", 0.5)).doubleValue(),
+                             ((Number) options.getOrDefault("momentum_decay_steps", 1000L)).intValue());
             SignSpsa trainer = new SignSpsa(seed, ((Number) c.get("m")).intValue(), ((Number) c.get("eps_lsb")).doubleValue(),
-                    lr, c.get("precision").equals("w16") ? 16 : 8, initial, mask,
-                    "stochastic".equals(options.get("update_rounding")));
+                    lr, c.get("precision").equals("w16") ? 16 : 8, initial, opt);
             List<Map<String, Object>> calls = (List<Map<String, Object>>) c.get("calls");
             List<Map<String, Object>> after = (List<Map<String, Object>>) c.get("after_step");
             int[] next = {0};
