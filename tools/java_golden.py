@@ -4,7 +4,8 @@
 
 Each case runs the runtime's own recipe (tflite_fg.build + trainer.fit: Gaussian Sign-m-SPSA,
 anchored arithmetic, w8 or w16; plain, or with sparse-update masks, stochastic update rounding,
-Rademacher/Binomial z, momentum-guided sampling and kernel-wise normalization) on small int8 tensors, with a loss that is a
+Rademacher/Binomial z, momentum-guided sampling, kernel-wise normalization, the paper's integer
+arithmetic, schedules, sharpness-aware steps and stochastic engine rounding) on small int8 tensors, with a loss that is a
 fixed function of the engine's int8 kernels, and records every loss value in call order, the
 engine kernels of each call, and the master and engine weights after each step. Java replays the
 losses and must reproduce every kernel bit for bit; tests/test_java_golden.py checks that this file
@@ -35,6 +36,13 @@ CASES = [  # (precision, seed, m, eps_lsb, lr per tensor, steps, TrainConfig opt
     ("w16", 6, 2, 2, (0.4, 0.9), 5, {"kernel_norm": True, "distribution": "rademacher"}),
     ("w8", 8, 3, 2, (0.8, 2.5), 5, {"kernel_norm": True, "distribution": "binomial", "mask": "topk",
                                     "sparsity": 0.3, "momentum_alpha": 0.7, "momentum_decay_steps": 2}),
+    ("w16", 12, 3, 1.5, (0.3, 0.7), 5, {"arithmetic": "paper"}),
+    ("w8", 13, 2, 2, (1.5, 3.0), 6, {"arithmetic": "paper", "update_rounding": "stochastic", "schedule": "step",
+                                     "schedule_every": 2, "schedule_factor": 0.5}),
+    ("w16", 14, 2, 1.5, (0.3, 0.7), 6, {"schedule": "cosine", "schedule_final": 0.1}),
+    ("w8", 15, 2, 2, (0.8, 2.5), 5, {"sam_rho": 1.0}),
+    ("w16", 16, 2, 1.5, (0.3, 0.7), 5, {"engine_rounding": "stochastic", "sam_rho": 2.0, "momentum_alpha": 0.5,
+                                        "momentum_decay_steps": 2}),
 ]
 
 

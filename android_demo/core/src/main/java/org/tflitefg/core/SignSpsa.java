@@ -30,6 +30,51 @@ public final class SignSpsa {
         double momentumBetaMin = 0.5;
         int momentumDecaySteps = 1000;
         boolean kernelNorm;
+        boolean paper;                      // QZO-FF Eq. 6-8 exactly (integer g_q and lr)
+        boolean engineStochasticRounding;   // w16: the engine's int8 copy rounded stochastically
+        double samRho;                      // > 0: sharpness-aware ascent of rho * eps first
+        Schedule schedule;                  // null: constant
+
+        /** A learning-rate schedule (tflite_fg/schedules.py): "cosine" (to finalFraction over totalSteps)
+         *  or "step" (factor every `every` steps). */
+        public static final class Schedule {
+            final String kind;
+            final long totalSteps;
+            final double finalFraction;
+            final long every;
+            final double factor;
+
+            public Schedule(String kind, long totalSteps, double finalFraction, long every, double factor) {
+                if (!kind.equals("cosine") && !kind.equals("step"))
+                    throw new IllegalArgumentException("schedule must be cosine or step, got " + kind);
+                this.kind = kind;
+                this.totalSteps = totalSteps;
+                this.finalFraction = finalFraction;
+                this.every = every;
+                this.factor = factor;
+            }
+        }
+
+        public Options paperArithmetic(boolean on) {
+            paper = on;
+            return this;
+        }
+
+        public Options engineStochasticRounding(boolean on) {
+            engineStochasticRounding = on;
+            return this;
+        }
+
+        public Options sam(double rho) {
+            if (!(rho >= 0 && rho <= 16)) throw new IllegalArgumentException("sam_rho must be in [0, 16], got " + rho);
+            samRho = rho;
+            return this;
+        }
+
+        public Options schedule(Schedule s) {
+            schedule = s;
+            return this;
+        }
 
         public Options distribution(String d) {
             if (!d.equals("gaussian") && !d.equals("rademacher") && !d.equals("binomial"))
@@ -78,6 +123,10 @@ public final class SignSpsa {
     private final float[] negLr;
     private final int[][] master;
     private final Options opt;
+    private final boolean paper;
+    private final long lsb;
+    private final double[] lrLsb;
+    private final long samEpsMaster;
     private final int[][] history;  // momentum: the previous step's gradient as int8 z_q
     private long stepsSeen;
     private long step;
@@ -100,6 +149,10 @@ public final class SignSpsa {
                 if (mask[t].length != initial[t].length) throw new IllegalArgumentException("mask " + t + " does not match its tensor");
         }
         this.opt = options;
+        this.paper = options.paper;
+        this.lrLsb = lrLsb.clone();
+        if (options.engineStochasticRounding && bits != 16)
+            throw new IllegalArgumentException("stochastic engine rounding rounds the w16 master copy; bits is " + bits);
         this.history = new int[initial.length][];
         for (int t = 0; t < initial.length; t++) history[t] = new int[initial[t].length];
         if (bits != 8 && bits != 16) throw new IllegalArgumentException("bits must be 8 or 16, got " + bits);
@@ -110,11 +163,15 @@ public final class SignSpsa {
         this.m = m;
         this.bits = bits;
         this.shift = bits - 8;
-        long lsb = 1L << shift;
+        this.lsb = 1L << shift;
         double eps = epsLsb * lsb;
         if (!(eps >= 1) || eps != Math.rint(eps))
             throw new IllegalArgumentException("eps_lsb=" + epsLsb + " is not a whole number >= 1 of master LSBs (1/" + lsb + ")");
         this.epsMaster = (long) eps;
+        double samEps = epsLsb * options.samRho * lsb;
+        if (options.samRho > 0 && (samEps < 1 || samEps != Math.rint(samEps)))
+            throw new IllegalArgumentException("sam_rho * eps_lsb must be a whole number of master LSBs");
+        this.samEpsMaster = (long) samEps;
         this.negLr = new float[lrLsb.length];
         for (int t = 0; t < lrLsb.length; t++) {
             if (!(lrLsb[t] > 0) || Double.isInfinite(lrLsb[t])) throw new IllegalArgumentException("lr must be finite and > 0");
@@ -158,7 +215,7 @@ public final class SignSpsa {
 
     /** The int8 kernels the engine runs for the current weights. */
     public byte[][] engine() {
-        return toEngine(master);
+        return toEngine(master, false);
     }
 
     /** sha256 over the engine kernels in order (tflite_fg.objective.weights_sha256): equal runs, equal hashes. */
@@ -168,73 +225,133 @@ public final class SignSpsa {
         return Metadata.sha256(all.toByteArray());
     }
 
-    private byte[][] toEngine(int[][] w) {
+    /** The int8 kernels of master weights: w16 rounds to nearest, or stochastically with the step's
+     *  draws of stream(seed, step, ENGINE_ROUND_INDEX, tensor) (shared by every probe of the step). */
+    private byte[][] toEngine(int[][] w, boolean stochastic) {
         byte[][] out = new byte[w.length][];
         for (int t = 0; t < w.length; t++) {
             out[t] = new byte[w[t].length];
+            long key = stochastic ? Rng.streamKey(seed, step, Rng.ENGINE_ROUND_INDEX, t) : 0;
             for (int e = 0; e < w[t].length; e++) {
-                long q = shift == 0 ? w[t][e] : Quant.roundShift(w[t][e], 1, shift);
+                long q = shift == 0 ? w[t][e]
+                        : stochastic ? ((long) w[t][e] + (Rng.uint32(key, e) >>> (32 - shift))) >> shift
+                        : Quant.roundShift(w[t][e], 1, shift);
                 out[t][e] = (byte) Quant.saturate(q, 8);
             }
         }
         return out;
     }
 
-    /** One step: 2m loss evaluations, the update applied. Returns the mean of the 2m losses. */
+    /** One step: 2m loss evaluations (+2 with SAM), the update applied. Returns the mean of the losses. */
     public double step(Loss loss) {
+        double[] total = {0};
+        int[][] anchor = master;
+        if (opt.samRho > 0) {  // sharpness-aware: move to the uphill neighbour along z_a first
+            int[][] za = sample(Rng.ASCENT_INDEX, anchor);
+            double lp = evaluate(loss, perturb(anchor, za, epsMaster, 1), total);
+            double lm = evaluate(loss, perturb(anchor, za, epsMaster, -1), total);
+            anchor = perturb(anchor, za, samEpsMaster, lp >= lm ? 1 : -1);
+        }
         int[][] sums = new int[master.length][];
         for (int t = 0; t < master.length; t++) sums[t] = new int[master[t].length];
-        int[][] plus = new int[master.length][];
-        int[][] minus = new int[master.length][];
-        int[][] z = new int[master.length][];
-        double total = 0;  // loss sum
         for (int i = 0; i < m; i++) {
-            sample(i, z);
-            for (int t = 0; t < master.length; t++) {
-                int n = master[t].length;
-                plus[t] = new int[n];
-                minus[t] = new int[n];
-                for (int e = 0; e < n; e++) {
-                    long delta = Quant.roundShift(epsMaster * z[t][e], Quant.Z_MULTIPLIER, Quant.Z_SHIFT);
-                    plus[t][e] = (int) Quant.saturate(master[t][e] + delta, bits);
-                    minus[t][e] = (int) Quant.saturate(master[t][e] - delta, bits);
-                }
-            }
-            double lp = finite(loss.of(toEngine(plus)));
-            double lm = finite(loss.of(toEngine(minus)));
-            forwardPasses += 2;
-            total += lp + lm;
+            int[][] z = sample(i, anchor);
+            double lp = evaluate(loss, perturb(anchor, z, epsMaster, 1), total);
+            double lm = evaluate(loss, perturb(anchor, z, epsMaster, -1), total);
             double diff = lp - lm;  // numpy's sign(L+ - L-): 0 when equal
             int sign = diff > 0 ? 1 : (diff < 0 ? -1 : 0);
             if (sign != 0)
                 for (int t = 0; t < master.length; t++)
                     for (int e = 0; e < sums[t].length; e++) sums[t][e] += sign * z[t][e];
         }
-        float scale = (float) (Quant.Z_SCALE / m);
+        double factor = schedule(step);
         for (int t = 0; t < master.length; t++) {
             long roundKey = Rng.streamKey(seed, step, Rng.UPDATE_ROUND_INDEX, t);
-            for (int e = 0; e < master[t].length; e++) {
-                float g = (float) sums[t][e] * scale;
-                // momentum's history: g on the scale Dz, rounded half-even, clipped to int8
-                history[t][e] = (int) Math.max(-127, Math.min(127, Math.rint((double) g / Quant.Z_SCALE)));
-                float u = Math.max(-ROUND_LIMIT, Math.min(ROUND_LIMIT, negLr[t] * g));
-                long update;
-                if (opt.stochasticRounding) {
-                    float floor = (float) Math.floor(u);
-                    update = (long) floor + ((double) (u - floor) * 4294967296.0 > (double) Rng.uint32(roundKey, e) ? 1 : 0);
-                } else {
-                    update = (long) Math.rint(u);
-                }
-                master[t][e] = (int) Quant.saturate(master[t][e] + update, bits);
-            }
+            if (paper) updatePaper(t, sums[t], factor, roundKey);
+            else updateAnchored(t, sums[t], (float) factor, roundKey);
         }
         stepsSeen++;
         step++;
-        return total / (2 * m);
+        return total[0] / (2 * m + (opt.samRho > 0 ? 2 : 0));
     }
 
-    /** z of perturbation `index` at this step, into z (tflite_fg/samplers.py, in build.py's order). */
-    private void sample(int index, int[][] z) {
+    private double evaluate(Loss loss, int[][] candidate, double[] total) {
+        double v = finite(loss.of(toEngine(candidate, opt.engineStochasticRounding)));
+        forwardPasses++;
+        total[0] += v;
+        return v;
+    }
+
+    /** w +- round(eps z) (anchored), or QZO-FF Eq. 6: sat(((w 1_q +- eps z) M) >> k) (paper). */
+    private int[][] perturb(int[][] w, int[][] z, long eps, int sign) {
+        int[][] out = new int[w.length][];
+        for (int t = 0; t < w.length; t++) {
+            out[t] = new int[w[t].length];
+            for (int e = 0; e < w[t].length; e++) {
+                long v;
+                if (paper) {
+                    long acc = (long) w[t][e] * Quant.ONE_Q + sign * eps * z[t][e];
+                    if (Math.abs(acc) > Integer.MAX_VALUE)
+                        throw new ArithmeticException("QZO-FF accumulator exceeds 32 bits; lower eps_q");
+                    v = Quant.roundShift(acc, Quant.Z_MULTIPLIER, Quant.Z_SHIFT);
+                } else {
+                    v = w[t][e] + sign * Quant.roundShift(eps * z[t][e], Quant.Z_MULTIPLIER, Quant.Z_SHIFT);
+                }
+                out[t][e] = (int) Quant.saturate(v, bits);
+            }
+        }
+        return out;
+    }
+
+    /** g = (float) S * (float) (Dz / m); u = rint or stochastic(float(sched) * ((float) -lr * g)). */
+    private void updateAnchored(int t, int[] sums, float factor, long roundKey) {
+        float scale = (float) (Quant.Z_SCALE / m);
+        for (int e = 0; e < sums.length; e++) {
+            float g = (float) sums[e] * scale;
+            // momentum's history: g on the scale Dz, rounded half-even, clipped to int8
+            history[t][e] = (int) Math.max(-127, Math.min(127, Math.rint((double) g / Quant.Z_SCALE)));
+            float u = negLr[t] * g;
+            if (opt.schedule != null) u = factor * u;
+            u = Math.max(-ROUND_LIMIT, Math.min(ROUND_LIMIT, u));
+            long update;
+            if (opt.stochasticRounding) {
+                float floor = (float) Math.floor(u);
+                update = (long) floor + ((double) (u - floor) * 4294967296.0 > (double) Rng.uint32(roundKey, e) ? 1 : 0);
+            } else {
+                update = (long) Math.rint(u);
+            }
+            master[t][e] = (int) Quant.saturate(master[t][e] + update, bits);
+        }
+    }
+
+    /** QZO-FF Eq. 7-8: g_q = round(S / m) half away from zero; u = (-g_q M + r) >> 24 with
+     *  M = rint(lr * lsb * sched * Dz * 2^24), r = 2^23 or the top 24 bits of a draw. */
+    private void updatePaper(int t, int[] sums, double factor, long roundKey) {
+        long multiplier = (long) Math.rint(lrLsb[t] * lsb * factor * Quant.Z_SCALE * (1L << 24));
+        for (int e = 0; e < sums.length; e++) {
+            long s = Math.max(-127L * m, Math.min(127L * m, sums[e]));
+            long q = (2 * Math.abs(s) + m) / (2L * m);
+            long gq = Long.signum(s) * q;
+            history[t][e] = (int) gq;
+            long update;
+            if (multiplier == 0 && !opt.stochasticRounding) update = 0;
+            else if (opt.stochasticRounding) update = (-gq * multiplier + (Rng.uint32(roundKey, e) >>> 8)) >> 24;
+            else update = Quant.roundShift(-gq, multiplier, 24);
+            master[t][e] = (int) Quant.saturate(master[t][e] + update, bits);
+        }
+    }
+
+    private double schedule(long count) {
+        Options.Schedule sc = opt.schedule;
+        if (sc == null) return 1.0;
+        if (sc.kind.equals("step")) return Math.pow(sc.factor, (double) (count / sc.every));
+        double x = Math.min(count, sc.totalSteps) / (double) sc.totalSteps;
+        return sc.finalFraction + (1.0 - sc.finalFraction) * 0.5 * (1.0 + StrictMath.cos(Math.PI * x));
+    }
+
+    /** z of perturbation `index` at this step around `params` (tflite_fg/samplers.py, build.py's order). */
+    private int[][] sample(long index, int[][] params) {
+        int[][] z = new int[master.length][];
         draw(index, z);
         if (opt.momentumAlpha > 0) {
             double beta = opt.momentumDecaySteps <= 0 ? opt.momentumBetaMin
@@ -259,7 +376,7 @@ public final class SignSpsa {
                 java.math.BigInteger wSq = java.math.BigInteger.ZERO;
                 for (int e = 0; e < z[t].length; e++) {
                     zSq += (long) z[t][e] * z[t][e];
-                    wSq = wSq.add(java.math.BigInteger.valueOf((long) master[t][e] * master[t][e]));
+                    wSq = wSq.add(java.math.BigInteger.valueOf((long) params[t][e] * params[t][e]));
                 }
                 long factor = kernelNormFactorQ16(wSq, zSq, 1L << shift);
                 for (int e = 0; e < z[t].length; e++) z[t][e] = (int) Quant.roundShift(z[t][e] * factor, 1, 16);
@@ -268,6 +385,7 @@ public final class SignSpsa {
         if (opt.mask != null)
             for (int t = 0; t < z.length; t++)
                 for (int e = 0; e < z[t].length; e++) if (!opt.mask[t][e]) z[t][e] = 0;
+        return z;
     }
 
     /** The base distribution's draws of stream(seed, step, index, tensor). */

@@ -16,7 +16,8 @@ import org.junit.Test;
  *  bit (tests/golden/trainer_golden.json, written by tools/java_golden.py): every probe's engine
  *  kernels, and the master and engine weights after every step, for w8 and w16, plain and with
  *  top-k / random / threshold masks, stochastic update rounding, Rademacher / Binomial z,
- *  momentum-guided sampling and kernel-wise normalization. */
+ *  momentum-guided sampling, kernel-wise normalization, the paper's integer arithmetic, schedules,
+ *  sharpness-aware steps and stochastic engine rounding. */
 public class SignSpsaGoldenTest {
     @SuppressWarnings("unchecked")
     static List<Map<String, Object>> cases() throws Exception {
@@ -74,6 +75,14 @@ public class SignSpsaGoldenTest {
                     .stochasticRounding("stochastic".equals(options.get("update_rounding")))
                     .distribution((String) options.getOrDefault("distribution", "gaussian"))
                     .kernelNorm(Boolean.TRUE.equals(options.get("kernel_norm")));
+            opt.paperArithmetic("paper".equals(options.get("arithmetic")))
+               .engineStochasticRounding("stochastic".equals(options.get("engine_rounding")))
+               .sam(((Number) options.getOrDefault("sam_rho", 0.0)).doubleValue());
+            if (options.containsKey("schedule"))
+                opt.schedule(new SignSpsa.Options.Schedule((String) options.get("schedule"), ((Number) c.get("steps")).longValue(),
+                        ((Number) options.getOrDefault("schedule_final", 0.0)).doubleValue(),
+                        ((Number) options.getOrDefault("schedule_every", 1000L)).longValue(),
+                        ((Number) options.getOrDefault("schedule_factor", 0.5)).doubleValue()));
             if (options.containsKey("momentum_alpha"))
                 opt.momentum(((Number) options.get("momentum_alpha")).doubleValue(),
                              ((Number) options.getOrDefault("momentum_beta_min", 0.5)).doubleValue(),
@@ -102,7 +111,8 @@ public class SignSpsaGoldenTest {
                 }
             }
             assertEquals(calls.size(), next[0]);
-            assertEquals(2L * trainer.step() * ((Number) c.get("m")).intValue(), trainer.forwardPasses());
+            int sam = options.containsKey("sam_rho") ? 2 : 0;
+            assertEquals(trainer.step() * (2L * ((Number) c.get("m")).intValue() + sam), trainer.forwardPasses());
         }
     }
 
