@@ -5,7 +5,8 @@
 Each case runs the runtime's own recipe (tflite_fg.build + trainer.fit: Gaussian Sign-m-SPSA,
 anchored arithmetic, w8 or w16; plain, or with sparse-update masks, stochastic update rounding,
 Rademacher/Binomial z, momentum-guided sampling, kernel-wise normalization, the paper's integer
-arithmetic, schedules, sharpness-aware steps and stochastic engine rounding) on small int8 tensors, with a loss that is a
+arithmetic, schedules, sharpness-aware steps, stochastic engine rounding, the SPSA estimator and a
+neuron-selection support) on small int8 tensors, with a loss that is a
 fixed function of the engine's int8 kernels, and records every loss value in call order, the
 engine kernels of each call, and the master and engine weights after each step. Java replays the
 losses and must reproduce every kernel bit for bit; tests/test_java_golden.py checks that this file
@@ -19,7 +20,7 @@ import pathlib
 import numpy as np
 from absl import app
 
-from tflite_fg import build, trainer
+from tflite_fg import build, selection, trainer
 from tflite_fg.config import TrainConfig
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -43,6 +44,10 @@ CASES = [  # (precision, seed, m, eps_lsb, lr per tensor, steps, TrainConfig opt
     ("w8", 15, 2, 2, (0.8, 2.5), 5, {"sam_rho": 1.0}),
     ("w16", 16, 2, 1.5, (0.3, 0.7), 5, {"engine_rounding": "stochastic", "sam_rho": 2.0, "momentum_alpha": 0.5,
                                         "momentum_decay_steps": 2}),
+    ("w16", 17, 3, 1.5, (0.05, 0.1), 5, {"estimator": "spsa"}),
+    ("w8", 18, 2, 2, (0.8, 2.5), 5, {"support_budget": 0.5}),
+    ("w16", 19, 2, 1.5, (0.3, 0.7), 5, {"support_budget": 0.3, "momentum_alpha": 0.5, "momentum_decay_steps": 2,
+                                        "kernel_norm": True}),
 ]
 
 
@@ -63,10 +68,17 @@ def run_case(precision: str, seed: int, m: int, eps: float, lr: tuple[float, ...
         calls.append({"kernels": [k.astype(int).ravel().tolist() for k in engine], "loss": value})
         return value
 
-    cfg = TrainConfig(seed=seed, steps=steps, batch_size=1, m=m, eps_lsb=eps, lr=lr, precision=precision, **options)
+    cfg_options = {k: v for k, v in options.items() if k != "support_budget"}
+    cfg = TrainConfig(seed=seed, steps=steps, batch_size=1, m=m, eps_lsb=eps, lr=lr, precision=precision, **cfg_options)
     start = _initial()
     space = build.build_space(cfg)
-    est, tx = build.build_estimator(cfg, start, space), build.build_transform(cfg)
+    support = None
+    if "support_budget" in options:  # a random neuron selection (output channels along axis 0)
+        lay = selection.layout(["a", "b"], SHAPES, [0, 0])
+        chosen = selection.fill(lay, selection.random_order(lay, seed, 0),
+                                selection.budget_params(lay, options["support_budget"]))
+        support = selection.element_masks(chosen, SHAPES, [0, 0])
+    est, tx = build.build_estimator(cfg, start, space, support), build.build_transform(cfg)
     after = []
     for state, _ in trainer.fit(trainer.init_state(start, est, tx, space), lambda step: loss, est, tx, seed,
                                 steps, space):
@@ -74,6 +86,7 @@ def run_case(precision: str, seed: int, m: int, eps: float, lr: tuple[float, ...
                       "engine": [k.astype(int).ravel().tolist() for k in space.to_engine(state.params)]})
     return {"precision": precision, "seed": seed, "m": m, "eps_lsb": eps, "lr": list(lr), "steps": steps,
             "options": options,
+            "support": None if support is None else [m.astype(int).ravel().tolist() for m in support],
             "shapes": [list(s) for s in SHAPES], "initial": [p.astype(int).ravel().tolist() for p in start],
             "calls": calls, "after_step": after}
 

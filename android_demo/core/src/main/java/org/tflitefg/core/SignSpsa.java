@@ -34,6 +34,8 @@ public final class SignSpsa {
         boolean engineStochasticRounding;   // w16: the engine's int8 copy rounded stochastically
         double samRho;                      // > 0: sharpness-aware ascent of rho * eps first
         Schedule schedule;                  // null: constant
+        boolean spsa;                       // the magnitude estimator (L+ - L-) / (2 eps) z, for comparison
+        boolean[][] support;                // neuron selection: only these elements' z are drawn (selection.py)
 
         /** A learning-rate schedule (tflite_fg/schedules.py): "cosine" (to finalFraction over totalSteps)
          *  or "step" (factor every `every` steps). */
@@ -53,6 +55,18 @@ public final class SignSpsa {
                 this.every = every;
                 this.factor = factor;
             }
+        }
+
+        public Options spsa(boolean on) {
+            spsa = on;
+            return this;
+        }
+
+        /** A neuron selection's elements: each tensor draws only as many numbers as it has selected
+         *  elements and puts draw j on the j-th selected element (row-major); the rest stay 0. */
+        public Options support(boolean[][] s) {
+            support = s;
+            return this;
         }
 
         public Options paperArithmetic(boolean on) {
@@ -127,6 +141,7 @@ public final class SignSpsa {
     private final long lsb;
     private final double[] lrLsb;
     private final long samEpsMaster;
+    private final double epsLsb;
     private final int[][] history;  // momentum: the previous step's gradient as int8 z_q
     private long stepsSeen;
     private long step;
@@ -151,6 +166,8 @@ public final class SignSpsa {
         this.opt = options;
         this.paper = options.paper;
         this.lrLsb = lrLsb.clone();
+        if (options.spsa && (options.paper || options.momentumAlpha > 0))
+            throw new IllegalArgumentException("the SPSA estimator goes with neither the paper's arithmetic nor momentum");
         if (options.engineStochasticRounding && bits != 16)
             throw new IllegalArgumentException("stochastic engine rounding rounds the w16 master copy; bits is " + bits);
         this.history = new int[initial.length][];
@@ -168,6 +185,7 @@ public final class SignSpsa {
         if (!(eps >= 1) || eps != Math.rint(eps))
             throw new IllegalArgumentException("eps_lsb=" + epsLsb + " is not a whole number >= 1 of master LSBs (1/" + lsb + ")");
         this.epsMaster = (long) eps;
+        this.epsLsb = epsLsb;
         double samEps = epsLsb * options.samRho * lsb;
         if (options.samRho > 0 && (samEps < 1 || samEps != Math.rint(samEps)))
             throw new IllegalArgumentException("sam_rho * eps_lsb must be a whole number of master LSBs");
@@ -253,12 +271,22 @@ public final class SignSpsa {
             anchor = perturb(anchor, za, samEpsMaster, lp >= lm ? 1 : -1);
         }
         int[][] sums = new int[master.length][];
-        for (int t = 0; t < master.length; t++) sums[t] = new int[master[t].length];
+        double[][] acc = new double[master.length][];  // SPSA: sum of (L+ - L-) / (2 eps) * z * Dz
+        for (int t = 0; t < master.length; t++) {
+            sums[t] = new int[master[t].length];
+            acc[t] = new double[master[t].length];
+        }
         for (int i = 0; i < m; i++) {
             int[][] z = sample(i, anchor);
             double lp = evaluate(loss, perturb(anchor, z, epsMaster, 1), total);
             double lm = evaluate(loss, perturb(anchor, z, epsMaster, -1), total);
             double diff = lp - lm;  // numpy's sign(L+ - L-): 0 when equal
+            if (opt.spsa) {
+                double coef = diff / (2.0 * epsLsb);
+                for (int t = 0; t < master.length; t++)
+                    for (int e = 0; e < acc[t].length; e++) acc[t][e] += coef * (z[t][e] * Quant.Z_SCALE);
+                continue;
+            }
             int sign = diff > 0 ? 1 : (diff < 0 ? -1 : 0);
             if (sign != 0)
                 for (int t = 0; t < master.length; t++)
@@ -268,7 +296,7 @@ public final class SignSpsa {
         for (int t = 0; t < master.length; t++) {
             long roundKey = Rng.streamKey(seed, step, Rng.UPDATE_ROUND_INDEX, t);
             if (paper) updatePaper(t, sums[t], factor, roundKey);
-            else updateAnchored(t, sums[t], (float) factor, roundKey);
+            else updateAnchored(t, sums[t], acc[t], (float) factor, roundKey);
         }
         stepsSeen++;
         step++;
@@ -304,10 +332,10 @@ public final class SignSpsa {
     }
 
     /** g = (float) S * (float) (Dz / m); u = rint or stochastic(float(sched) * ((float) -lr * g)). */
-    private void updateAnchored(int t, int[] sums, float factor, long roundKey) {
+    private void updateAnchored(int t, int[] sums, double[] acc, float factor, long roundKey) {
         float scale = (float) (Quant.Z_SCALE / m);
         for (int e = 0; e < sums.length; e++) {
-            float g = (float) sums[e] * scale;
+            float g = opt.spsa ? (float) (acc[e] / m) : (float) sums[e] * scale;
             // momentum's history: g on the scale Dz, rounded half-even, clipped to int8
             history[t][e] = (int) Math.max(-127, Math.min(127, Math.rint((double) g / Quant.Z_SCALE)));
             float u = negLr[t] * g;
@@ -385,6 +413,9 @@ public final class SignSpsa {
         if (opt.mask != null)
             for (int t = 0; t < z.length; t++)
                 for (int e = 0; e < z[t].length; e++) if (!opt.mask[t][e]) z[t][e] = 0;
+        if (opt.support != null && opt.momentumAlpha > 0)  // an earlier selection's history stays out
+            for (int t = 0; t < z.length; t++)
+                for (int e = 0; e < z[t].length; e++) if (!opt.support[t][e]) z[t][e] = 0;
         return z;
     }
 
@@ -393,8 +424,10 @@ public final class SignSpsa {
         for (int t = 0; t < master.length; t++) {
             long key = Rng.streamKey(seed, step, index, t);
             z[t] = new int[master[t].length];
+            long j = 0;  // with a support: the next unused draw of this tensor's stream
             for (int e = 0; e < z[t].length; e++) {
-                long u = Rng.uint32(key, e);
+                if (opt.support != null && !opt.support[t][e]) continue;
+                long u = Rng.uint32(key, opt.support != null ? j++ : e);
                 z[t][e] = switch (opt.distribution) {
                     case "rademacher" -> Quant.rademacherQ8(u);
                     case "binomial" -> BINOMIAL4[Long.bitCount(u >>> 28)];

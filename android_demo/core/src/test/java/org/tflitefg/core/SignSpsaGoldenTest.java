@@ -17,7 +17,7 @@ import org.junit.Test;
  *  kernels, and the master and engine weights after every step, for w8 and w16, plain and with
  *  top-k / random / threshold masks, stochastic update rounding, Rademacher / Binomial z,
  *  momentum-guided sampling, kernel-wise normalization, the paper's integer arithmetic, schedules,
- *  sharpness-aware steps and stochastic engine rounding. */
+ *  sharpness-aware steps, stochastic engine rounding, the SPSA estimator and a neuron-selection support. */
 public class SignSpsaGoldenTest {
     @SuppressWarnings("unchecked")
     static List<Map<String, Object>> cases() throws Exception {
@@ -75,7 +75,17 @@ public class SignSpsaGoldenTest {
                     .stochasticRounding("stochastic".equals(options.get("update_rounding")))
                     .distribution((String) options.getOrDefault("distribution", "gaussian"))
                     .kernelNorm(Boolean.TRUE.equals(options.get("kernel_norm")));
-            opt.paperArithmetic("paper".equals(options.get("arithmetic")))
+            if (c.get("support") != null) {
+                int[][] sup = tensors(c.get("support"));
+                boolean[][] support = new boolean[sup.length][];
+                for (int t = 0; t < sup.length; t++) {
+                    support[t] = new boolean[sup[t].length];
+                    for (int e = 0; e < sup[t].length; e++) support[t][e] = sup[t][e] != 0;
+                }
+                opt.support(support);
+            }
+            opt.spsa("spsa".equals(options.get("estimator")))
+               .paperArithmetic("paper".equals(options.get("arithmetic")))
                .engineStochasticRounding("stochastic".equals(options.get("engine_rounding")))
                .sam(((Number) options.getOrDefault("sam_rho", 0.0)).doubleValue());
             if (options.containsKey("schedule"))
