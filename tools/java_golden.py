@@ -91,11 +91,35 @@ def run_case(precision: str, seed: int, m: int, eps: float, lr: tuple[float, ...
             "calls": calls, "after_step": after}
 
 
+SELECTION_SHAPES = [(16, 3, 3, 3), (32, 3, 3, 16), (32, 1, 1, 16), (10, 32)]  # OHWI convs and a dense head
+
+
+def selections() -> dict:
+    """tflite_fg/selection.py's static, random (rounds 0-2) and magnitude selections of a small
+    network, at three budgets: flat per-neuron booleans."""
+    r = np.random.default_rng(1)
+    kernels = [r.integers(-127, 128, s).astype(np.int8) for s in SELECTION_SHAPES]
+    scales = [0.02, 0.01, 0.05, 0.003]
+    axes = [0] * len(SELECTION_SHAPES)
+    lay = selection.layout([f"l{i}" for i in range(len(axes))], SELECTION_SHAPES, axes)
+    mags = selection.channel_magnitude(kernels, axes, scales)
+    out = []
+    for b in (0.088, 0.274, 0.5):
+        budget = selection.budget_params(lay, b)
+        orders = {"static": selection.static_order(lay), "magnitude": np.lexsort((np.arange(len(mags)), -mags))}
+        orders.update({f"random{k}": selection.random_order(lay, 3, k) for k in range(3)})
+        for name, order in orders.items():
+            chosen = np.concatenate(selection.fill(lay, order, budget))
+            out.append({"budget": b, "strategy": name, "budget_params": budget, "chosen": chosen.astype(int).tolist()})
+    return {"shapes": [list(s) for s in SELECTION_SHAPES], "scales": scales,
+            "kernels": [k.astype(int).ravel().tolist() for k in kernels], "seed": 3, "cases": out}
+
+
 def golden() -> dict:
     return {"description": "Python trainer runs for the Java core (tools/java_golden.py): replay `calls[i].loss` "
                            "in order; `calls[i].kernels` are the engine kernels of that call; `after_step` the "
-                           "weights after each step (flat, row-major).",
-            "cases": [run_case(*c) for c in CASES]}
+                           "weights after each step (flat, row-major). `selections`: neuron selections.",
+            "cases": [run_case(*c) for c in CASES], "selections": selections()}
 
 
 def main(argv):
