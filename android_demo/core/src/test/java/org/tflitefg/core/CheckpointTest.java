@@ -18,12 +18,7 @@ public class CheckpointTest {
     @SuppressWarnings("unchecked")
     public void resumedRunIsBitExact() throws Exception {
         Map<String, Object> c = SignSpsaGoldenTest.cases().get(1);  // w16
-        int[][] init = SignSpsaGoldenTest.tensors(c.get("initial"));
-        byte[][] initial = new byte[init.length][];
-        for (int t = 0; t < init.length; t++) {
-            initial[t] = new byte[init[t].length];
-            for (int e = 0; e < init[t].length; e++) initial[t][e] = (byte) init[t][e];
-        }
+        byte[][] initial = SignSpsaGoldenTest.int8(SignSpsaGoldenTest.tensors(c.get("initial")));
         List<Object> lrs = (List<Object>) c.get("lr");
         double[] lr = {((Number) lrs.get(0)).doubleValue(), ((Number) lrs.get(1)).doubleValue()};
         long seed = ((Number) c.get("seed")).longValue();

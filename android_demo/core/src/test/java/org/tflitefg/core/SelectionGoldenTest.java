@@ -22,12 +22,7 @@ public class SelectionGoldenTest {
         Map<String, Object> g = (Map<String, Object>) ((Map<String, Object>) Json.parse(
                 new String(Files.readAllBytes(p), "UTF-8"))).get("selections");
         int[][] shapes = SignSpsaGoldenTest.tensors(g.get("shapes"));
-        int[][] k = SignSpsaGoldenTest.tensors(g.get("kernels"));
-        byte[][] kernels = new byte[k.length][];
-        for (int t = 0; t < k.length; t++) {
-            kernels[t] = new byte[k[t].length];
-            for (int e = 0; e < k[t].length; e++) kernels[t][e] = (byte) k[t][e];
-        }
+        byte[][] kernels = SignSpsaGoldenTest.int8(SignSpsaGoldenTest.tensors(g.get("kernels")));
         List<Object> sc = (List<Object>) g.get("scales");
         double[] scales = new double[sc.size()];
         for (int t = 0; t < scales.length; t++) scales[t] = ((Number) sc.get(t)).doubleValue();

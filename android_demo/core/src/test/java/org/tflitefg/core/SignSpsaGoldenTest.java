@@ -26,11 +26,17 @@ public class SignSpsaGoldenTest {
         return (List<Map<String, Object>>) g.get("cases");
     }
 
-    @SuppressWarnings("unchecked")
     static int[] ints(Object list) {
-        List<Object> l = (List<Object>) list;
-        int[] out = new int[l.size()];
-        for (int i = 0; i < out.length; i++) out[i] = ((Number) l.get(i)).intValue();
+        return Metadata.ints(list);
+    }
+
+    /** Golden int lists -> int8 tensors. */
+    static byte[][] int8(int[][] values) {
+        byte[][] out = new byte[values.length][];
+        for (int t = 0; t < values.length; t++) {
+            out[t] = new byte[values[t].length];
+            for (int e = 0; e < values[t].length; e++) out[t][e] = (byte) values[t][e];
+        }
         return out;
     }
 
@@ -53,12 +59,7 @@ public class SignSpsaGoldenTest {
     public void replayedLossesGiveBitIdenticalWeights() throws Exception {
         for (Map<String, Object> c : cases()) {
             String name = c.get("precision") + " " + c.get("options");
-            int[][] init = tensors(c.get("initial"));
-            byte[][] initial = new byte[init.length][];
-            for (int t = 0; t < init.length; t++) {
-                initial[t] = new byte[init[t].length];
-                for (int e = 0; e < init[t].length; e++) initial[t][e] = (byte) init[t][e];
-            }
+            byte[][] initial = int8(tensors(c.get("initial")));
             List<Object> lrList = (List<Object>) c.get("lr");
             double[] lr = new double[lrList.size()];
             for (int t = 0; t < lr.length; t++) lr[t] = ((Number) lrList.get(t)).doubleValue();
