@@ -149,42 +149,60 @@ class BackpropTrainer:
         self.optimizer.build(self.variables)
         self.eval_batch_size = eval_batch_size
         self.steps = 0
-        shape = tuple(self.model.input_shape[1:])
+        self._shape = tuple(self.model.input_shape[1:])
         self.num_classes = int(self.model.output_shape[-1])
-        # 1 where a weight may change; variables, so that a new selection does not retrace the step
-        self._masks = [tf.Variable(tf.ones_like(v), trainable=False) for v in self.variables]
-        variables, model, opt, masks = self.variables, self.model, self.optimizer, self._masks
+        self._masks: list | None = None  # created by the first set_update_masks: unmasked runs pay nothing
+        self._plain_step = self._train_step = self._compile_step(None)
+        self._masked_step = None
+        model = self.model
 
-        @tf.function(input_signature=[tf.TensorSpec((None, *shape), tf.float32), tf.TensorSpec((None,), tf.int64)])
+        @tf.function(input_signature=[tf.TensorSpec((None, *self._shape), tf.float32)])
+        def logits_fn(x):
+            return model(x, training=False)
+
+        self._logits = logits_fn
+
+    def _compile_step(self, masks: list | None):
+        """One SGD step as a tf.function; with mask variables (1 = may change) the gradient is masked
+        (NEq) and so is the optimizer's update, since Adam's moments would move frozen weights."""
+        variables, model, opt = self.variables, self.model, self.optimizer
+
+        @tf.function(input_signature=[tf.TensorSpec((None, *self._shape), tf.float32), tf.TensorSpec((None,), tf.int64)])
         def train_step(x, y):
             with tf.GradientTape() as tape:
                 logits = model(x, training=False)
                 loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(y, logits))
-            grads = [g * m for g, m in zip(tape.gradient(loss, variables), masks)]  # gradient masking (NEq)
+            grads = tape.gradient(loss, variables)
+            if masks is None:
+                opt.apply_gradients(zip(grads, variables))
+                return loss
             before = [tf.identity(v) for v in variables]
-            opt.apply_gradients(zip(grads, variables))
-            for v, b, m in zip(variables, before, masks):  # Adam's moments must not move frozen weights
+            opt.apply_gradients(zip([g * m for g, m in zip(grads, masks)], variables))
+            for v, b, m in zip(variables, before, masks):
                 v.assign(tf.where(m > 0, v, b))
             return loss
 
-        @tf.function(input_signature=[tf.TensorSpec((None, *shape), tf.float32)])
-        def logits_fn(x):
-            return model(x, training=False)
-
-        self._train_step, self._logits = train_step, logits_fn
+        return train_step
 
     def set_update_masks(self, masks: Sequence[np.ndarray] | None) -> None:
         """Only the True elements of each trainable kernel may change from now on (None: all):
         the gradient is masked and so is the optimizer's update, so frozen weights stay bit-identical
-        (with train_bias the biases are not masked)."""
+        (with train_bias the biases are not masked). The masks are variables, so a new selection
+        does not retrace the step."""
         kernels = self.bp.kernel_variables()
         if masks is not None and (len(masks) != len(kernels) or
                                   any(tuple(np.shape(m)) != tuple(v.shape) for m, v in zip(masks, kernels))):
             raise ValueError(f"masks must be shaped like the trainable kernels {[tuple(v.shape) for v in kernels]}, "
                              f"got {[np.shape(m) for m in masks]}")
+        if masks is None:
+            self._train_step = self._plain_step
+            return
+        if self._masks is None:
+            self._masks = [tf.Variable(tf.ones_like(v), trainable=False) for v in self.variables]
+            self._masked_step = self._compile_step(self._masks)
         for k, var in enumerate(self._masks):
-            on = masks is None or k >= len(kernels)
-            var.assign(tf.ones_like(var) if on else tf.cast(np.asarray(masks[k], bool), var.dtype))
+            var.assign(tf.ones_like(var) if k >= len(kernels) else tf.cast(np.asarray(masks[k], bool), var.dtype))
+        self._train_step = self._masked_step
 
     @property
     def forward_passes(self) -> int:

@@ -51,6 +51,7 @@ def _from_uint32(draw: Callable[[np.ndarray], np.ndarray], support: Sequence[np.
     k_t = count(support_t) numbers of its stream and element j goes to the j-th selected element in
     row-major order: frozen neurons cost no draws and stay exactly zero."""
     support = None if support is None else [np.asarray(s, dtype=bool) for s in support]
+    counts = None if support is None else [int(np.count_nonzero(s)) for s in support]  # draws per tensor
 
     def sample(state: ShapeState, seed: int, step: int, index: int,
                params: Params | None = None) -> tuple[list[np.ndarray], ShapeState]:
@@ -62,10 +63,9 @@ def _from_uint32(draw: Callable[[np.ndarray], np.ndarray], support: Sequence[np.
             if support is None:
                 z.append(draw(rng.uint32_stream(key, int(np.prod(shape, dtype=np.int64)))).reshape(shape))
                 continue
-            chosen = support[tensor]
-            values = draw(rng.uint32_stream(key, int(np.count_nonzero(chosen))))
+            values = draw(rng.uint32_stream(key, counts[tensor]))
             full = np.zeros(shape, values.dtype)
-            full[chosen] = values  # boolean assignment fills in row-major order
+            full[support[tensor]] = values  # boolean assignment fills in row-major order
             z.append(full)
         return z, state
 

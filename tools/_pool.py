@@ -4,6 +4,7 @@ process (TensorFlow and LiteRT each on one core), and a unit's stored result is 
 import json
 import multiprocessing
 import pathlib
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import Any
@@ -41,3 +42,22 @@ def run_all(todo: Sequence[Any], work: Callable[..., dict], args: Callable[[Any]
         futures = {pool.submit(work, *args(u)): u for u in todo}
         for k, fut in enumerate(as_completed(futures), 1):
             on_result(k, futures[fut], fut.result())
+
+
+def run_units(units: Sequence[Any], root: pathlib.Path, phase: str, jobs: int, work: Callable[..., dict],
+              cache: str | None, describe: Callable[[Any, dict], str]) -> dict:
+    """Every unit's result: stored ones reused (unit.path(root), unit.key()), the rest run by
+    work(unit, out_path, cache) with a progress line each (describe(unit, result), elapsed, ETA)."""
+    done = {u: r for u in units if (r := stored(u.path(root), u.key())) is not None}
+    todo = [u for u in units if u not in done]
+    print(f"{phase}: {len(units)} units, {len(done)} reused, {len(todo)} to run on {jobs} worker(s)", flush=True)
+    t0 = time.time()
+
+    def report(k: int, u: Any, res: dict) -> None:
+        done[u] = res
+        eta = (time.time() - t0) / k * (len(todo) - k)
+        print(f"[{phase} {k}/{len(todo)}] {describe(u, res)} ({time.time() - t0:.0f} s elapsed, ~{eta:.0f} s left)",
+              flush=True)
+
+    run_all(todo, work, lambda u: (u, str(u.path(root)), cache), jobs, report)
+    return done

@@ -62,21 +62,11 @@ def _work(unit: suite.Unit, out: str, cache: str | None) -> dict:
 
 
 def _run_units(units: list[suite.Unit], root: pathlib.Path, phase: str) -> dict[suite.Unit, dict]:
-    done = {u: r for u in units if (r := _pool.stored(u.path(root), u.key())) is not None}
-    todo = [u for u in units if u not in done]
-    print(f"{phase}: {len(units)} units, {len(done)} reused, {len(todo)} to run on {FLAGS.jobs} worker(s)", flush=True)
-    t0 = time.time()
+    def describe(u: suite.Unit, res: dict) -> str:
+        return (f"{u.task} {u.variant} {u.mode} {u.split}{u.index}: zero-shot {res['zero_shot']['int8']:.3f}; " +
+                ", ".join(f"{r['method']}={r['final_acc']:.3f}" for r in res["runs"]))
 
-    def report(k: int, u: suite.Unit, res: dict) -> None:
-        done[u] = res
-        eta = (time.time() - t0) / k * (len(todo) - k)
-        print(f"[{phase} {k}/{len(todo)}] {u.task} {u.variant} {u.mode} {u.split}{u.index}: "
-              f"zero-shot {res['zero_shot']['int8']:.3f}; " +
-              ", ".join(f"{r['method']}={r['final_acc']:.3f}" for r in res["runs"]) +
-              f" ({time.time() - t0:.0f} s elapsed, ~{eta:.0f} s left)", flush=True)
-
-    _pool.run_all(todo, _work, lambda u: (u, u.path(root), FLAGS.cache_dir), FLAGS.jobs, report)
-    return done
+    return _pool.run_units(units, root, phase, FLAGS.jobs, _work, FLAGS.cache_dir, describe)
 
 
 def _selected(spec: suite.TaskSpec) -> list[str]:

@@ -105,20 +105,11 @@ def _work(unit: Unit, out: str, cache: str | None) -> dict:
 
 
 def _run(units: list[Unit], root: pathlib.Path, phase: str) -> dict[Unit, dict]:
-    done = {u: r for u in units if (r := _pool.stored(u.path(root), u.key())) is not None}
-    todo = [u for u in units if u not in done]
-    print(f"{phase}: {len(units)} units, {len(done)} reused, {len(todo)} to run on {FLAGS.jobs} worker(s)", flush=True)
-    t0 = time.time()
-
-    def report(k: int, u: Unit, res: dict) -> None:
-        done[u] = res
-        eta = (time.time() - t0) / k * (len(todo) - k)
+    def describe(u: Unit, res: dict) -> str:
         accs = ", ".join(f"{r['budget']:g}@{r['hyper']['lr']:g}={r['final_acc']:.3f}" for r in res["runs"])
-        print(f"[{phase} {k}/{len(todo)}] {u.method} {u.strategy} {u.split}{u.index}: {accs} "
-              f"({time.time() - t0:.0f} s elapsed, ~{eta:.0f} s left)", flush=True)
+        return f"{u.method} {u.strategy} {u.split}{u.index}: {accs}"
 
-    _pool.run_all(todo, _work, lambda u: (u, str(u.path(root)), FLAGS.cache_dir), FLAGS.jobs, report)
-    return done
+    return _pool.run_units(units, root, phase, FLAGS.jobs, _work, FLAGS.cache_dir, describe)
 
 
 def _floats(values: list[str], what: str) -> tuple[float, ...]:

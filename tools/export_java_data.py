@@ -17,7 +17,9 @@ import shutil
 import numpy as np
 from absl import app, flags
 
-from tflite_fg import assets, build, export, objective, runs, tasks, trainer
+import _models
+
+from tflite_fg import build, export, objective, tasks, trainer
 from tflite_fg.config import TrainConfig
 from tflite_fg.metadata import metadata_path, sha256_bytes
 from tflite_fg.model import FgModel
@@ -31,17 +33,6 @@ flags.DEFINE_string("trainable", "last:4", "Trainable layers of the converted mo
 flags.DEFINE_integer("n_expected", 64, "Test examples whose Python logits are written.")
 flags.DEFINE_integer("train_steps", 1000, "Steps of the Python reference run the Java trainer is compared with.")
 flags.DEFINE_string("cache_dir", None, "Asset cache.")
-
-
-def default_model(cache: str | None) -> pathlib.Path:
-    """The default task's converted model, converted once (as tools/train.py does)."""
-    assets.ensure_assets(cache, log=print)
-    path = runs.default_model_path("fmnist", FLAGS.shots, FLAGS.data_seed, FLAGS.trainable, cache)
-    if not runs.is_current_conversion(path):
-        from converters import pipeline, tasks as ctasks  # TensorFlow only on this path
-        task = tasks.load_task("fmnist", FLAGS.shots, 1, FLAGS.data_seed, cache)
-        pipeline.save(path, *ctasks.convert_fewshot("fmnist", task, FLAGS.trainable, cache=cache))
-    return path
 
 
 def reference_run(path: pathlib.Path, parts: dict) -> dict:
@@ -70,7 +61,7 @@ def main(argv):
     del argv
     out = pathlib.Path(FLAGS.out)
     out.mkdir(parents=True, exist_ok=True)
-    src = default_model(FLAGS.cache_dir)
+    src = _models.default_model("fmnist", FLAGS.shots, FLAGS.data_seed, FLAGS.trainable, FLAGS.cache_dir)
     shutil.copyfile(src, out / "model.tflite")
     shutil.copyfile(metadata_path(src), metadata_path(out / "model.tflite"))
     t = tasks.load_task("fmnist", FLAGS.shots, FLAGS.n_test, FLAGS.data_seed, FLAGS.cache_dir)

@@ -19,7 +19,9 @@ from typing import Callable, NamedTuple
 import numpy as np
 from absl import app, flags
 
-from tflite_fg import (assets, build, checkpoint, export, masks, objective, runs, schedules, selection, selective,
+import _models
+
+from tflite_fg import (build, checkpoint, export, masks, objective, runs, schedules, selection, selective,
                        tasks, trainer)
 from tflite_fg.config import DISTRIBUTIONS, ESTIMATORS, PRECISIONS, TrainConfig
 from tflite_fg.model import ENGINES, FgModel
@@ -106,14 +108,7 @@ def _load_data() -> _Data:
 def _model_path() -> pathlib.Path:
     if FLAGS.model:
         return pathlib.Path(FLAGS.model)
-    assets.ensure_assets(FLAGS.cache_dir, log=print)
-    path = runs.default_model_path(FLAGS.task, FLAGS.shots, FLAGS.data_seed, FLAGS.trainable, FLAGS.cache_dir)
-    if not runs.is_current_conversion(path):
-        print(f"converting the default model to {path} (once) ...")
-        from converters import pipeline, tasks as ctasks  # TensorFlow only on this path
-        task = tasks.load_task(FLAGS.task, FLAGS.shots, 1, FLAGS.data_seed, FLAGS.cache_dir)
-        pipeline.save(path, *ctasks.convert_fewshot(FLAGS.task, task, FLAGS.trainable, cache=FLAGS.cache_dir))
-    return path
+    return _models.default_model(FLAGS.task, FLAGS.shots, FLAGS.data_seed, FLAGS.trainable, FLAGS.cache_dir)
 
 
 def _config(n_tensors: int) -> TrainConfig:

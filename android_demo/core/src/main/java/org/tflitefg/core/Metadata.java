@@ -111,7 +111,8 @@ public final class Metadata {
         return n;
     }
 
-    static String sha256(byte[] data) {
+    /** Lower-case hex sha256, as the metadata records it. */
+    public static String sha256(byte[] data) {
         try {
             StringBuilder b = new StringBuilder();
             for (byte x : MessageDigest.getInstance("SHA-256").digest(data)) b.append(String.format("%02x", x & 0xff));

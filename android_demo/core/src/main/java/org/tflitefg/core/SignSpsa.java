@@ -122,7 +122,8 @@ public final class SignSpsa {
         }
     }
 
-    /** The loss of the int8 kernels the engine runs (one forward pass). */
+    /** The loss of the int8 kernels the engine runs (one forward pass). The kernels are the trainer's
+     *  own buffer, valid during the call only: copy them to keep them. */
     public interface Loss {
         double of(byte[][] engineKernels);
     }
@@ -143,6 +144,16 @@ public final class SignSpsa {
     private final long samEpsMaster;
     private final double epsLsb;
     private final int[][] history;  // momentum: the previous step's gradient as int8 z_q
+    private final int distribution; // 0 gaussian, 1 rademacher, 2 binomial (decided once, not per element)
+    // Work buffers of one step, allocated once: the training step allocates nothing.
+    private final int[][] z;
+    private final int[][] z2;
+    private final int[][] candidate;
+    private final int[][] neighbour;
+    private final int[][] sums;
+    private final double[][] acc;
+    private final byte[][] engineKernels;
+    private double lossSum;
     private long stepsSeen;
     private long step;
     private long forwardPasses;
@@ -200,6 +211,28 @@ public final class SignSpsa {
             master[t] = new int[initial[t].length];
             for (int e = 0; e < initial[t].length; e++) master[t][e] = (int) Quant.saturate((long) initial[t][e] << shift, bits);
         }
+        this.distribution = switch (options.distribution) {
+            case "rademacher" -> 1;
+            case "binomial" -> 2;
+            default -> 0;
+        };
+        z = like(master);
+        z2 = like(master);
+        candidate = like(master);
+        neighbour = like(master);
+        sums = like(master);
+        acc = new double[master.length][];
+        engineKernels = new byte[master.length][];
+        for (int t = 0; t < master.length; t++) {
+            acc[t] = new double[master[t].length];
+            engineKernels[t] = new byte[master[t].length];
+        }
+    }
+
+    private static int[][] like(int[][] w) {
+        int[][] out = new int[w.length][];
+        for (int t = 0; t < w.length; t++) out[t] = new int[w[t].length];
+        return out;
     }
 
     public long step() {
@@ -219,7 +252,7 @@ public final class SignSpsa {
             for (int v : weights[t])
                 if (v != Quant.saturate(v, bits)) throw new IllegalArgumentException("value " + v + " outside the w" + bits + " range");
         }
-        for (int t = 0; t < master.length; t++) master[t] = weights[t].clone();
+        for (int t = 0; t < master.length; t++) System.arraycopy(weights[t], 0, master[t], 0, master[t].length);
         step = atStep;
         forwardPasses = passes;
     }
@@ -233,7 +266,9 @@ public final class SignSpsa {
 
     /** The int8 kernels the engine runs for the current weights. */
     public byte[][] engine() {
-        return toEngine(master, false);
+        byte[][] out = new byte[master.length][];
+        for (int t = 0; t < master.length; t++) out[t] = new byte[master[t].length];
+        return toEngine(master, false, out);
     }
 
     /** sha256 over the engine kernels in order (tflite_fg.objective.weights_sha256): equal runs, equal hashes. */
@@ -245,10 +280,8 @@ public final class SignSpsa {
 
     /** The int8 kernels of master weights: w16 rounds to nearest, or stochastically with the step's
      *  draws of stream(seed, step, ENGINE_ROUND_INDEX, tensor) (shared by every probe of the step). */
-    private byte[][] toEngine(int[][] w, boolean stochastic) {
-        byte[][] out = new byte[w.length][];
+    private byte[][] toEngine(int[][] w, boolean stochastic, byte[][] out) {
         for (int t = 0; t < w.length; t++) {
-            out[t] = new byte[w[t].length];
             long key = stochastic ? Rng.streamKey(seed, step, Rng.ENGINE_ROUND_INDEX, t) : 0;
             for (int e = 0; e < w[t].length; e++) {
                 long q = shift == 0 ? w[t][e]
@@ -262,24 +295,22 @@ public final class SignSpsa {
 
     /** One step: 2m loss evaluations (+2 with SAM), the update applied. Returns the mean of the losses. */
     public double step(Loss loss) {
-        double[] total = {0};
+        lossSum = 0;
         int[][] anchor = master;
         if (opt.samRho > 0) {  // sharpness-aware: move to the uphill neighbour along z_a first
-            int[][] za = sample(Rng.ASCENT_INDEX, anchor);
-            double lp = evaluate(loss, perturb(anchor, za, epsMaster, 1), total);
-            double lm = evaluate(loss, perturb(anchor, za, epsMaster, -1), total);
-            anchor = perturb(anchor, za, samEpsMaster, lp >= lm ? 1 : -1);
+            sample(Rng.ASCENT_INDEX, anchor);
+            double lp = evaluate(loss, perturb(anchor, epsMaster, 1, candidate));
+            double lm = evaluate(loss, perturb(anchor, epsMaster, -1, candidate));
+            anchor = perturb(anchor, samEpsMaster, lp >= lm ? 1 : -1, neighbour);
         }
-        int[][] sums = new int[master.length][];
-        double[][] acc = new double[master.length][];  // SPSA: sum of (L+ - L-) / (2 eps) * z * Dz
         for (int t = 0; t < master.length; t++) {
-            sums[t] = new int[master[t].length];
-            acc[t] = new double[master[t].length];
+            java.util.Arrays.fill(sums[t], 0);
+            java.util.Arrays.fill(acc[t], 0.0);  // SPSA: sum of (L+ - L-) / (2 eps) * z * Dz
         }
         for (int i = 0; i < m; i++) {
-            int[][] z = sample(i, anchor);
-            double lp = evaluate(loss, perturb(anchor, z, epsMaster, 1), total);
-            double lm = evaluate(loss, perturb(anchor, z, epsMaster, -1), total);
+            sample(i, anchor);
+            double lp = evaluate(loss, perturb(anchor, epsMaster, 1, candidate));
+            double lm = evaluate(loss, perturb(anchor, epsMaster, -1, candidate));
             double diff = lp - lm;  // numpy's sign(L+ - L-): 0 when equal
             if (opt.spsa) {
                 double coef = diff / (2.0 * epsLsb);
@@ -300,21 +331,19 @@ public final class SignSpsa {
         }
         stepsSeen++;
         step++;
-        return total[0] / (2 * m + (opt.samRho > 0 ? 2 : 0));
+        return lossSum / (2 * m + (opt.samRho > 0 ? 2 : 0));
     }
 
-    private double evaluate(Loss loss, int[][] candidate, double[] total) {
-        double v = finite(loss.of(toEngine(candidate, opt.engineStochasticRounding)));
+    private double evaluate(Loss loss, int[][] weights) {
+        double v = finite(loss.of(toEngine(weights, opt.engineStochasticRounding, engineKernels)));
         forwardPasses++;
-        total[0] += v;
+        lossSum += v;
         return v;
     }
 
-    /** w +- round(eps z) (anchored), or QZO-FF Eq. 6: sat(((w 1_q +- eps z) M) >> k) (paper). */
-    private int[][] perturb(int[][] w, int[][] z, long eps, int sign) {
-        int[][] out = new int[w.length][];
+    /** w +- round(eps z) (anchored), or QZO-FF Eq. 6: sat(((w 1_q +- eps z) M) >> k) (paper), into out. */
+    private int[][] perturb(int[][] w, long eps, int sign, int[][] out) {
         for (int t = 0; t < w.length; t++) {
-            out[t] = new int[w[t].length];
             for (int e = 0; e < w[t].length; e++) {
                 long v;
                 if (paper) {
@@ -377,34 +406,30 @@ public final class SignSpsa {
         return sc.finalFraction + (1.0 - sc.finalFraction) * 0.5 * (1.0 + StrictMath.cos(Math.PI * x));
     }
 
-    /** z of perturbation `index` at this step around `params` (tflite_fg/samplers.py, build.py's order). */
-    private int[][] sample(long index, int[][] params) {
-        int[][] z = new int[master.length][];
+    /** z (the buffer) of perturbation `index` at this step around `params` (tflite_fg/samplers.py,
+     *  build.py's order). */
+    private void sample(long index, int[][] params) {
         draw(index, z);
         if (opt.momentumAlpha > 0) {
             double beta = opt.momentumDecaySteps <= 0 ? opt.momentumBetaMin
                     : 1.0 - (1.0 - opt.momentumBetaMin) * Math.min(stepsSeen, opt.momentumDecaySteps) / opt.momentumDecaySteps;
             long c1 = q15(beta * Math.sqrt(opt.momentumAlpha)), c2 = q15(1.0 - beta);
             long c3 = q15((1.0 - beta) * Math.sqrt(1.0 - opt.momentumAlpha));
-            int[][] z2 = null;
-            if (c2 != 0 || c3 != 0) {
-                z2 = new int[z.length][];
-                draw(index + Rng.SECOND_DRAW, z2);
-            }
+            boolean second = c2 != 0 || c3 != 0;
+            if (second) draw(index + Rng.SECOND_DRAW, z2);
             for (int t = 0; t < z.length; t++)
                 for (int e = 0; e < z[t].length; e++) {
-                    long v = z2 == null ? Quant.roundShift(z[t][e] * c1, 1, 15)
+                    long v = !second ? Quant.roundShift(z[t][e] * c1, 1, 15)
                             : Quant.roundShift(z[t][e] * c1 + history[t][e] * c2 + z2[t][e] * c3, 1, 15);
                     z[t][e] = (int) Math.max(-32767, Math.min(32767, v));
                 }
         }
         if (opt.kernelNorm) {
             for (int t = 0; t < z.length; t++) {
-                long zSq = 0;
-                java.math.BigInteger wSq = java.math.BigInteger.ZERO;
+                long zSq = 0, wSq = 0;  // |w| <= 32767: no overflow below 8e9 elements
                 for (int e = 0; e < z[t].length; e++) {
                     zSq += (long) z[t][e] * z[t][e];
-                    wSq = wSq.add(java.math.BigInteger.valueOf((long) params[t][e] * params[t][e]));
+                    wSq += (long) params[t][e] * params[t][e];
                 }
                 long factor = kernelNormFactorQ16(wSq, zSq, 1L << shift);
                 for (int e = 0; e < z[t].length; e++) z[t][e] = (int) Quant.roundShift(z[t][e] * factor, 1, 16);
@@ -416,23 +441,21 @@ public final class SignSpsa {
         if (opt.support != null && opt.momentumAlpha > 0)  // an earlier selection's history stays out
             for (int t = 0; t < z.length; t++)
                 for (int e = 0; e < z[t].length; e++) if (!opt.support[t][e]) z[t][e] = 0;
-        return z;
     }
 
     /** The base distribution's draws of stream(seed, step, index, tensor). */
-    private void draw(long index, int[][] z) {
+    private void draw(long index, int[][] out) {
         for (int t = 0; t < master.length; t++) {
             long key = Rng.streamKey(seed, step, index, t);
-            z[t] = new int[master[t].length];
             long j = 0;  // with a support: the next unused draw of this tensor's stream
-            for (int e = 0; e < z[t].length; e++) {
-                if (opt.support != null && !opt.support[t][e]) continue;
+            for (int e = 0; e < out[t].length; e++) {
+                if (opt.support != null && !opt.support[t][e]) {
+                    out[t][e] = 0;
+                    continue;
+                }
                 long u = Rng.uint32(key, opt.support != null ? j++ : e);
-                z[t][e] = switch (opt.distribution) {
-                    case "rademacher" -> Quant.rademacherQ8(u);
-                    case "binomial" -> BINOMIAL4[Long.bitCount(u >>> 28)];
-                    default -> Quant.gaussianQ8(u);
-                };
+                out[t][e] = distribution == 1 ? Quant.rademacherQ8(u)
+                        : distribution == 2 ? BINOMIAL4[Long.bitCount(u >>> 28)] : Quant.gaussianQ8(u);
             }
         }
     }
@@ -447,9 +470,9 @@ public final class SignSpsa {
     }
 
     /** F = ||w|| / (||z|| Dz 32) in Q16 with ||w|| in int8 LSBs: isqrt(w2 * 2^32 * 127^2 / (lsb^2 z2 112^2)). */
-    static long kernelNormFactorQ16(java.math.BigInteger wSq, long zSq, long lsb) {
+    static long kernelNormFactorQ16(long wSq, long zSq, long lsb) {
         if (zSq <= 0) return 0;
-        java.math.BigInteger num = wSq.shiftLeft(32).multiply(java.math.BigInteger.valueOf(127L * 127L));
+        java.math.BigInteger num = java.math.BigInteger.valueOf(wSq).shiftLeft(32).multiply(java.math.BigInteger.valueOf(127L * 127L));
         java.math.BigInteger den = java.math.BigInteger.valueOf(lsb * lsb).multiply(java.math.BigInteger.valueOf(zSq))
                 .multiply(java.math.BigInteger.valueOf(112L * 112L));
         return num.divide(den).sqrt().longValueExact();

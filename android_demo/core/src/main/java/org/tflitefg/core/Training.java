@@ -10,6 +10,8 @@ public final class Training {
     private final Metadata meta;
     private final SignSpsa trainer;
     private final long seed;
+    private byte[] xb;
+    private int[] yb;
 
     public Training(ForwardRunner runner, Metadata meta, SignSpsa trainer, long seed) {
         this.runner = runner;
@@ -27,8 +29,12 @@ public final class Training {
         int n = labels.length, d = meta.inputSize();
         int b = Math.min(batchSize, n);
         int[] idx = Rng.minibatchIndices(seed, trainer.step(), n, b);
-        byte[] xb = new byte[b * d];
-        int[] yb = new int[b];
+        if (yb == null || yb.length != b) {  // the batch buffers, reused while the batch size stays
+            xb = new byte[b * d];
+            yb = new int[b];
+        }
+        byte[] xb = this.xb;
+        int[] yb = this.yb;
         for (int i = 0; i < b; i++) {
             System.arraycopy(x, idx[i] * d, xb, i * d, d);
             yb[i] = labels[idx[i]];

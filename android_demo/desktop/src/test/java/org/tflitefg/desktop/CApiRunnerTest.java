@@ -26,10 +26,15 @@ public class CApiRunnerTest {
     static final Path DATA = Paths.get(System.getProperty("java.data", "build/java-data"));
     static final String LIB = System.getProperty("tflite.c");
 
-    static String sha256(byte[] data) throws Exception {
-        StringBuilder b = new StringBuilder();
-        for (byte x : java.security.MessageDigest.getInstance("SHA-256").digest(data)) b.append(String.format("%02x", x & 0xff));
-        return b.toString();
+    static String sha256(byte[] data) {
+        return Metadata.sha256(data);
+    }
+
+    /** What tools/export_java_data.py measured with the Python runtime. */
+    @SuppressWarnings("unchecked")
+    static Map<String, Object> expected() throws Exception {
+        return (Map<String, Object>) Json.parse(
+                new String(Files.readAllBytes(DATA.resolve("expected.json")), StandardCharsets.UTF_8));
     }
 
     static byte[] modelBytes() throws Exception {
@@ -46,8 +51,7 @@ public class CApiRunnerTest {
         byte[] bytes = modelBytes();
         Metadata meta = Metadata.read(DATA.resolve("model.tflite"), bytes);
         Dataset data = Dataset.read(DATA);
-        Map<String, Object> expected = (Map<String, Object>) Json.parse(
-                new String(Files.readAllBytes(DATA.resolve("expected.json")), StandardCharsets.UTF_8));
+        Map<String, Object> expected = expected();
         int n = ((Number) expected.get("n")).intValue(), d = meta.inputSize();
         byte[] x = new byte[n * d];
         System.arraycopy(data.xTest, 0, x, 0, n * d);
@@ -69,8 +73,7 @@ public class CApiRunnerTest {
         byte[] bytes = modelBytes();
         Metadata meta = Metadata.read(DATA.resolve("model.tflite"), bytes);
         Dataset data = Dataset.read(DATA);
-        Map<String, Object> run = (Map<String, Object>) ((Map<String, Object>) Json.parse(new String(
-                Files.readAllBytes(DATA.resolve("expected.json")), StandardCharsets.UTF_8))).get("run");
+        Map<String, Object> run = (Map<String, Object>) expected().get("run");
         int n = meta.trainable.size(), steps = ((Number) run.get("steps")).intValue();
         double[] lr = new double[n];
         for (int t = 0; t < n; t++) lr[t] = ((Number) run.get(t == n - 1 ? "lr_head" : "lr_body")).doubleValue();
