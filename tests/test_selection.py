@@ -132,3 +132,16 @@ def test_velocity_selector_uses_init_strategy_until_three_rounds_then_highest_sc
 def test_static_strategies_are_chosen_once():
     sel = selection.Selector(selection.SelectionConfig("static", 0.5, every=10), LAY)
     assert sel.due(0) and not sel.due(10)
+
+
+def test_cosine_sums_rows_in_order_even_for_one_channel():
+    """The Java core adds rows in order; numpy's own sum is pairwise for a one-column matrix, so
+    cosine_per_neuron fixes the order: each channel's cosine is the row-order loop's, bit for bit."""
+    r = np.random.default_rng(5)
+    for channels in (1, 3):
+        a, b = r.standard_normal((1000, channels)), r.standard_normal((1000, channels))
+        dot, na, nb = np.zeros(channels), np.zeros(channels), np.zeros(channels)
+        for x, y in zip(a, b):
+            dot, na, nb = dot + x * y, na + x * x, nb + y * y
+        want = np.clip(dot / (np.sqrt(na) * np.sqrt(nb)), -1, 1)
+        np.testing.assert_array_equal(selection.cosine_per_neuron([a], [b]), want)

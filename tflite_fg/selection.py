@@ -158,14 +158,17 @@ def channel_magnitude(kernels: Sequence[np.ndarray], axes: Sequence[int], scales
     return np.concatenate(out)
 
 
-def probe_batch(x: np.ndarray, y: np.ndarray, per_class: int, seed: int) -> np.ndarray:
-    """The small fixed batch velocity watches: `per_class` training examples of each class, in data
-    order (labels only spread it over the classes; the outputs need none)."""
+def probe_indices(y: np.ndarray, per_class: int, seed: int) -> np.ndarray:
+    """Which examples form the small fixed batch velocity watches: `per_class` training examples of
+    each class, in data order (labels only spread it over the classes; the outputs need none)."""
     if per_class < 1:
         raise ValueError(f"probe examples per class must be >= 1, got {per_class}")
     order = np.random.default_rng(seed).permutation(len(y))
-    picks = [i for c in np.unique(y) for i in order[y[order] == c][:per_class]]
-    return x[np.sort(picks)]
+    return np.sort([i for c in np.unique(y) for i in order[y[order] == c][:per_class]])
+
+
+def probe_batch(x: np.ndarray, y: np.ndarray, per_class: int, seed: int) -> np.ndarray:
+    return x[probe_indices(y, per_class, seed)]
 
 
 # ---- NEq velocity ----------------------------------------------------------------------------
@@ -190,6 +193,12 @@ def _as_rows(outputs: Sequence[np.ndarray]) -> tuple[np.ndarray, ...]:
     return tuple(np.asarray(o, np.float64).reshape(-1, np.shape(o)[-1]) for o in outputs)
 
 
+def _column_sums(a: np.ndarray) -> np.ndarray:
+    """Sums over the rows, added in row order (what the Java core does): numpy's own sum switches to
+    pairwise summation when a matrix has one column, so the order is fixed explicitly."""
+    return np.cumsum(a, axis=0)[-1] if len(a) else np.zeros(a.shape[1])
+
+
 def cosine_per_neuron(a: Sequence[np.ndarray], b: Sequence[np.ndarray]) -> np.ndarray:
     """phi: per neuron, the cosine similarity of its outputs now (a) and at the last round (b).
     Two all-zero vectors are the same (1); one all-zero vector is orthogonal to anything (0)."""
@@ -197,8 +206,8 @@ def cosine_per_neuron(a: Sequence[np.ndarray], b: Sequence[np.ndarray]) -> np.nd
     for x, y in zip(_as_rows(a), _as_rows(b)):
         if x.shape != y.shape:
             raise ValueError(f"neuron outputs changed shape between rounds: {y.shape} -> {x.shape}")
-        nx, ny = np.linalg.norm(x, axis=0), np.linalg.norm(y, axis=0)
-        dot = (x * y).sum(axis=0)
+        nx, ny = np.sqrt(_column_sums(x * x)), np.sqrt(_column_sums(y * y))
+        dot = _column_sums(x * y)
         with np.errstate(invalid="ignore", divide="ignore"):
             cos = np.where((nx > 0) & (ny > 0), dot / (nx * ny), np.where((nx == 0) & (ny == 0), 1.0, 0.0))
         out.append(np.clip(cos, -1.0, 1.0))

@@ -3,10 +3,12 @@
   python tools/export_java_data.py --out=build/java-data     # the default task (as tools/train.py)
 
 Writes <out>/model.tflite (+ .json metadata), <out>/data.bin with the int8 inputs (quantized as
-FgModel.quantize_input does) and int32 little-endian labels, <out>/data.json describing it, and
-<out>/expected.json: the Python LiteRT `forward` logits of the first test examples with the
-initial kernels (builtin and XNNPACK kernels), which the Java test compares with the C API's, and a
-Python reference run (its weights' sha256, accuracies, and the sha256 of its exported model).
+FgModel.quantize_input does) and int32 little-endian labels, <out>/data.json describing it (with the
+probe batch velocity selection watches, selection.probe_indices), and <out>/expected.json: the
+Python LiteRT `forward` logits and `probe` outputs of the first test examples with the initial
+kernels, which the Java test compares with the C API's, a Python reference run (its weights'
+sha256, accuracies, and the sha256 of its exported model) and a reference run under NEq velocity
+selection (its rounds and weights' sha256).
 """
 import _paths  # noqa: F401
 
@@ -19,7 +21,7 @@ from absl import app, flags
 
 import _models
 
-from tflite_fg import build, export, objective, tasks, trainer
+from tflite_fg import build, export, objective, selection, selective, tasks, trainer
 from tflite_fg.config import TrainConfig
 from tflite_fg.metadata import metadata_path, sha256_bytes
 from tflite_fg.model import FgModel
@@ -32,16 +34,26 @@ flags.DEFINE_integer("data_seed", 0, "Default task: seed of the support/test spl
 flags.DEFINE_string("trainable", "last:4", "Trainable layers of the converted model.")
 flags.DEFINE_integer("n_expected", 64, "Test examples whose Python logits are written.")
 flags.DEFINE_integer("train_steps", 1000, "Steps of the Python reference run the Java trainer is compared with.")
+flags.DEFINE_integer("select_steps", 400, "Steps of the Python reference run under velocity selection.")
+flags.DEFINE_integer("select_every", 100, "Its re-selection period.")
+flags.DEFINE_float("budget", 0.274, "Its budget (fraction of the kernel parameters).")
+flags.DEFINE_integer("probe_per_class", 2, "Training examples per class in the exported probe batch (velocity).")
+flags.DEFINE_integer("n_probe_expected", 4, "Test examples whose Python probe outputs are written.")
 flags.DEFINE_string("cache_dir", None, "Asset cache.")
 
 
-def reference_run(path: pathlib.Path, parts: dict) -> dict:
-    """The demo's recipe (w16, m 3, eps 8, lr 0.5 head / 0.2 body, batch 64, seed 0) for train_steps
-    on the builtin kernels (what the C library runs; the frozen-prefix cache is bit-identical)."""
-    model = FgModel(path, engine="builtin")
+def _recipe(model: FgModel, steps: int) -> TrainConfig:
+    """The demo's recipe: w16, m 3, eps 8, lr 0.5 head / 0.2 body, batch 64, seed 0."""
     n = len(model.meta.trainable)
-    cfg = TrainConfig(seed=0, steps=FLAGS.train_steps, batch_size=64, m=3, eps_lsb=8, lr=(0.2,) * (n - 1) + (0.5,),
-                      precision="w16")
+    return TrainConfig(seed=0, steps=steps, batch_size=64, m=3, eps_lsb=8, lr=(0.2,) * (n - 1) + (0.5,),
+                       precision="w16")
+
+
+def reference_run(path: pathlib.Path, parts: dict) -> dict:
+    """The demo's recipe for train_steps on the builtin kernels (what the C library runs; the
+    frozen-prefix cache is bit-identical), with its exported model."""
+    model = FgModel(path, engine="builtin")
+    cfg = _recipe(model, FLAGS.train_steps)
     start, space = model.initial_params(), build.build_space(cfg)
     est, tx = build.build_estimator(cfg, start, space), build.build_transform(cfg)
     state = trainer.init_state(start, est, tx, space)
@@ -52,8 +64,30 @@ def reference_run(path: pathlib.Path, parts: dict) -> dict:
     exported = path.parent / "python_trained.tflite"
     export.export_model(exported, model.model_bytes, model.meta, final)
     return {"exported_sha256": sha256_bytes(exported.read_bytes()),
-            "exported_metadata_sha256": sha256_bytes(metadata_path(exported).read_bytes()), "steps": cfg.steps, "lr_head": 0.5, "lr_body": 0.2, "weights_sha256": objective.weights_sha256(final),
+            "exported_metadata_sha256": sha256_bytes(metadata_path(exported).read_bytes()), "steps": cfg.steps,
+            "lr_head": 0.5, "lr_body": 0.2, "weights_sha256": objective.weights_sha256(final),
             "train_acc": model.accuracy(parts["x_train"], parts["y_train"].astype(np.int64), final),
+            "test_acc": model.accuracy(parts["x_test"], parts["y_test"].astype(np.int64), final)}
+
+
+def selective_run(path: pathlib.Path, parts: dict, probe: np.ndarray) -> dict:
+    """The same recipe under NEq velocity selection (tools/train.py --select=velocity): the probe
+    signature's outputs on the exported probe batch decide each round's neurons."""
+    model = FgModel(path, engine="builtin")
+    cfg = _recipe(model, FLAGS.select_steps)
+    sel_cfg = selection.SelectionConfig("velocity", FLAGS.budget, FLAGS.select_every, "random", seed=cfg.seed)
+    start, space = model.initial_params(), build.build_space(cfg)
+    selector = selection.tflite_selector(sel_cfg, model.meta, start)
+    est, tx = build.build_estimator(cfg, start, space), build.build_transform(cfg)
+    state = trainer.init_state(start, est, tx, space)
+    loss = objective.minibatch_loss(model, parts["x_train"], parts["y_train"].astype(np.int64), 0, 64)
+    for state, _ in selective.fit_on_graph(model, parts["x_train"][probe], state, loss,
+                                           lambda support: build.build_estimator(cfg, start, space, support), tx,
+                                           cfg.seed, cfg.steps, space, selector):
+        pass
+    final = space.to_engine(state.params)
+    return {"steps": cfg.steps, "budget": FLAGS.budget, "every": FLAGS.select_every, "init": "random", "mu": 0.5,
+            "history": selector.history, "weights_sha256": objective.weights_sha256(final),
             "test_acc": model.accuracy(parts["x_test"], parts["y_test"].astype(np.int64), final)}
 
 
@@ -68,8 +102,9 @@ def main(argv):
     model = FgModel(out / "model.tflite")
     parts = {"x_train": model.quantize_input(t.x_support), "y_train": t.y_support.astype("<i4"),
              "x_test": model.quantize_input(t.x_test), "y_test": t.y_test.astype("<i4")}
+    probe = selection.probe_indices(t.y_support, FLAGS.probe_per_class, 0)
     header, offset = {"input_shape": list(model.meta.input_shape), "n_train": len(t.y_support),
-                      "n_test": len(t.y_test), "parts": {}}, 0
+                      "n_test": len(t.y_test), "probe_indices": probe.tolist(), "parts": {}}, 0
     with open(out / "data.bin", "wb") as f:
         for name, arr in parts.items():
             data = np.ascontiguousarray(arr).tobytes()
@@ -81,7 +116,11 @@ def main(argv):
     expected = {"n": len(xq), "zero_shot_acc": model.accuracy(parts["x_test"], t.y_test, k)}
     for engine in ("builtin", "xnnpack"):
         expected[engine] = FgModel(out / "model.tflite", engine=engine).forward(xq, k).astype(int).ravel().tolist()
+    builtin = FgModel(out / "model.tflite", engine="builtin")
+    outputs = builtin.neuron_outputs(parts["x_test"][:FLAGS.n_probe_expected], k)
+    expected["neuron_outputs"] = {"n": FLAGS.n_probe_expected, "values": [o.ravel().tolist() for o in outputs]}
     expected["run"] = reference_run(out / "model.tflite", parts)
+    expected["selective_run"] = selective_run(out / "model.tflite", parts, probe)
     (out / "expected.json").write_text(json.dumps(expected) + "\n")
     print(f"wrote {out}: model, {len(t.y_support)} training / {len(t.y_test)} test examples, "
           f"expected logits of {len(xq)}; zero-shot {expected['zero_shot_acc']:.4f}")

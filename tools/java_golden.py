@@ -10,7 +10,8 @@ neuron-selection support) on small int8 tensors, with a loss that is a
 fixed function of the engine's int8 kernels, and records every loss value in call order, the
 engine kernels of each call, and the master and engine weights after each step. Java replays the
 losses and must reproduce every kernel bit for bit; tests/test_java_golden.py checks that this file
-still matches the Python runtime.
+still matches the Python runtime. `selections` holds static, random and magnitude selections and
+five rounds of NEq velocity selection on synthetic layer outputs.
 """
 import _paths  # noqa: F401
 
@@ -115,11 +116,33 @@ def selections() -> dict:
             "kernels": [k.astype(int).ravel().tolist() for k in kernels], "seed": 3, "cases": out}
 
 
+def velocity_rounds() -> dict:
+    """A velocity Selector (init random) over the same network for 5 rounds, fed synthetic float32
+    layer outputs that drift from round to round (with a channel that is all zero in every round
+    and one that is zero in round 2 only): the outputs and each round's choice."""
+    r = np.random.default_rng(2)
+    lay = selection.layout([f"l{i}" for i in range(len(SELECTION_SHAPES))], SELECTION_SHAPES, [0] * len(SELECTION_SHAPES))
+    cfg = selection.SelectionConfig("velocity", 0.274, 10, "random", 0.5, seed=4)
+    selector = selection.Selector(cfg, lay)
+    shapes = [(3, 4, 4, 16), (3, 2, 2, 32), (3, 2, 2, 32), (3, 10)]
+    outputs = [r.standard_normal(s).astype(np.float32) for s in shapes]
+    rounds = []
+    for k in range(5):
+        outputs = [(o + r.standard_normal(o.shape) * r.uniform(0.05, 1.0, o.shape[-1])).astype(np.float32)
+                   for o in outputs]
+        outputs[0][..., 3] = 0
+        outputs[1][..., 5] = 0 if k == 2 else outputs[1][..., 5]
+        chosen = np.concatenate(selector.select(k * cfg.every, outputs))
+        rounds.append({"outputs": [o.ravel().tolist() for o in outputs], "by": selector.history[-1]["by"],
+                       "chosen": chosen.astype(int).tolist()})
+    return {"budget": cfg.budget, "every": cfg.every, "init": cfg.init, "mu": cfg.mu, "seed": cfg.seed, "rounds": rounds}
+
+
 def golden() -> dict:
     return {"description": "Python trainer runs for the Java core (tools/java_golden.py): replay `calls[i].loss` "
                            "in order; `calls[i].kernels` are the engine kernels of that call; `after_step` the "
                            "weights after each step (flat, row-major). `selections`: neuron selections.",
-            "cases": [run_case(*c) for c in CASES], "selections": selections()}
+            "cases": [run_case(*c) for c in CASES], "selections": {**selections(), "velocity": velocity_rounds()}}
 
 
 def main(argv):

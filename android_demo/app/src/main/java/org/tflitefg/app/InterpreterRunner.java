@@ -1,47 +1,149 @@
 package org.tflitefg.app;
 
 import java.io.File;
+import java.lang.reflect.Array;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.util.Arrays;
+import java.util.Comparator;
 import java.util.HashMap;
+import java.util.List;
 import java.util.Map;
 
 import org.tensorflow.lite.Interpreter;
+import org.tensorflow.lite.Tensor;
 import org.tflitefg.core.ForwardRunner;
 import org.tflitefg.core.Metadata;
 
-/** ForwardRunner on the device: Interpreter.runSignature(..., "forward") with the kernels as inputs. */
+/**
+ * ForwardRunner on the device: Interpreter.runSignature with the kernels as inputs, for `forward`,
+ * `prefix`/`suffix` and `probe` (the same signatures android_demo/desktop runs through the C API).
+ * Batch inputs and outputs are typed arrays [batch, ...] so runSignature resizes the batch; the
+ * kernels are direct ByteBuffers of their fixed size.
+ */
 final class InterpreterRunner implements ForwardRunner {
     private final Interpreter interpreter;
     private final Metadata meta;
+    private final List<String> signatures;
 
     InterpreterRunner(File model, Metadata meta) {
         this.interpreter = new Interpreter(model, new Interpreter.Options().setNumThreads(2));
         this.meta = meta;
+        this.signatures = Arrays.asList(interpreter.getSignatureKeys());
+        if (!signatures.contains("forward"))
+            throw new IllegalArgumentException(model + " has no 'forward' training signature: convert it with python tools/convert.py");
+    }
+
+    /** Per-example dimensions of a signature tensor (its shape without the batch). */
+    private static int[] perExample(Tensor t) {
+        int[] s = t.shape();
+        return Arrays.copyOfRange(s, 1, s.length);
+    }
+
+    /** A [batch, dims...] byte array, holding `flat` row-major unless it is null. */
+    private static Object shaped(byte[] flat, int batch, int[] dims) {
+        int[] all = new int[dims.length + 1];
+        all[0] = batch;
+        System.arraycopy(dims, 0, all, 1, dims.length);
+        Object a = Array.newInstance(byte.class, all);
+        if (flat != null) copy(a, flat, new int[] {0}, true);
+        return a;
+    }
+
+    /** Walks a nested byte array row-major, copying from `flat` (in) or into it (out). */
+    private static void copy(Object a, byte[] flat, int[] pos, boolean in) {
+        if (a instanceof byte[]) {
+            byte[] row = (byte[]) a;
+            if (in) System.arraycopy(flat, pos[0], row, 0, row.length);
+            else System.arraycopy(row, 0, flat, pos[0], row.length);
+            pos[0] += row.length;
+            return;
+        }
+        for (int i = 0; i < Array.getLength(a); i++) copy(Array.get(a, i), flat, pos, in);
+    }
+
+    /** Runs signature `key`: batch inputs (flat, name -> bytes), the kernels, and the named outputs flat. */
+    private Map<String, byte[]> run(String key, Map<String, byte[]> batchInputs, int batch, byte[][] kernels, String[] outputs) {
+        Map<String, Object> in = new HashMap<>();
+        for (Map.Entry<String, byte[]> e : batchInputs.entrySet())
+            in.put(e.getKey(), shaped(e.getValue(), batch, perExample(interpreter.getInputTensorFromSignature(e.getKey(), key))));
+        if (kernels != null) {
+            if (kernels.length != meta.trainable.size())
+                throw new IllegalArgumentException(kernels.length + " kernels given, the model trains " + meta.trainable.size());
+            for (int t = 0; t < kernels.length; t++) {
+                ByteBuffer k = ByteBuffer.allocateDirect(kernels[t].length).order(ByteOrder.nativeOrder());
+                k.put(kernels[t]).rewind();
+                in.put(meta.trainable.get(t).inputName, k);
+            }
+        }
+        Map<String, Object> out = new HashMap<>();
+        for (String name : outputs)
+            out.put(name, shaped(null, batch, perExample(interpreter.getOutputTensorFromSignature(name, key))));
+        interpreter.runSignature(in, out, key);
+        Map<String, byte[]> flat = new HashMap<>();
+        for (String name : outputs) {
+            Object a = out.get(name);
+            int n = batch;
+            for (int d : perExample(interpreter.getOutputTensorFromSignature(name, key))) n *= d;
+            byte[] f = new byte[n];
+            copy(a, f, new int[] {0}, false);
+            flat.put(name, f);
+        }
+        return flat;
     }
 
     @Override
     public byte[] forward(byte[] x, int batch, byte[][] kernels) {
-        int[] s = meta.inputShape;  // [H, W, C]: an image model
-        if (s.length != 3) throw new IllegalArgumentException("this demo handles image inputs [H, W, C]");
-        byte[][][][] xb = new byte[batch][s[0]][s[1]][s[2]];  // a typed array lets runSignature resize the batch
-        int i = 0;
-        for (int b = 0; b < batch; b++)
-            for (int h = 0; h < s[0]; h++)
-                for (int w = 0; w < s[1]; w++)
-                    for (int c = 0; c < s[2]; c++) xb[b][h][w][c] = x[i++];
-        Map<String, Object> inputs = new HashMap<>();
-        inputs.put(meta.inputName, xb);
-        for (int t = 0; t < kernels.length; t++) {
-            java.nio.ByteBuffer k = java.nio.ByteBuffer.allocateDirect(kernels[t].length).order(java.nio.ByteOrder.nativeOrder());
-            k.put(kernels[t]).rewind();
-            inputs.put(meta.trainable.get(t).inputName, k);
+        return run("forward", Map.of(meta.inputName, x), batch, kernels, new String[] {meta.outputName}).get(meta.outputName);
+    }
+
+    @Override
+    public boolean hasPrefix() {
+        return signatures.contains("prefix") && signatures.contains("suffix");
+    }
+
+    private String[] cutNames() {
+        String[] names = interpreter.getSignatureOutputs("prefix").clone();
+        Arrays.sort(names, Comparator.comparingInt(n -> Integer.parseInt(n.substring(1))));  // h0, h1, ...
+        return names;
+    }
+
+    @Override
+    public byte[][] prefix(byte[] x, int batch) {
+        String[] names = cutNames();
+        Map<String, byte[]> out = run("prefix", Map.of(meta.inputName, x), batch, null, names);
+        byte[][] features = new byte[names.length][];
+        for (int k = 0; k < names.length; k++) features[k] = out.get(names[k]);
+        return features;
+    }
+
+    @Override
+    public byte[] suffix(byte[][] features, int batch, byte[][] kernels) {
+        String[] names = cutNames();
+        Map<String, byte[]> in = new HashMap<>();
+        for (int k = 0; k < names.length; k++) in.put(names[k], features[k]);
+        return run("suffix", in, batch, kernels, new String[] {meta.outputName}).get(meta.outputName);
+    }
+
+    @Override
+    public boolean hasProbe() {
+        return signatures.contains("probe");
+    }
+
+    @Override
+    public float[][] neuronOutputs(byte[] x, int batch, byte[][] kernels) {
+        String[] names = new String[kernels.length];
+        for (int t = 0; t < names.length; t++) names[t] = "n" + t;  // converters/graph_probe.neuron_output_name
+        Map<String, byte[]> out = run("probe", Map.of(meta.inputName, x), batch, kernels, names);
+        float[][] values = new float[names.length][];
+        for (int t = 0; t < names.length; t++) {
+            Tensor.QuantizationParams q = interpreter.getOutputTensorFromSignature(names[t], "probe").quantizationParams();
+            byte[] v = out.get(names[t]);
+            float zero = q.getZeroPoint(), scale = q.getScale();
+            values[t] = new float[v.length];
+            for (int e = 0; e < v.length; e++) values[t][e] = ((float) v[e] - zero) * scale;
         }
-        byte[][] logits = new byte[batch][meta.numClasses];
-        Map<String, Object> outputs = new HashMap<>();
-        outputs.put(meta.outputName, logits);
-        interpreter.runSignature(inputs, outputs, "forward");
-        byte[] flat = new byte[batch * meta.numClasses];
-        for (int b = 0; b < batch; b++) System.arraycopy(logits[b], 0, flat, b * meta.numClasses, meta.numClasses);
-        return flat;
+        return values;
     }
 
     @Override

@@ -89,9 +89,10 @@ public final class MainActivity extends Activity {
             for (int t = 0; t < n; t++) lr[t] = t == n - 1 ? 0.5 : 0.2;  // the demo's recipe
             trainer = new SignSpsa(0, 3, 8, lr, 16, meta.initialKernels(modelBytes));
             runner = new InterpreterRunner(modelFile, meta);
-            training = new Training(runner, meta, trainer, 0);
-            say(String.format("model: %d trainable tensors; %d labelled samples, %d test",
-                              n, data.yTrain.length, data.yTest.length));
+            training = new Training(runner, meta, trainer, 0, data.xTrain, data.yTrain, true);  // frozen prefix once
+            say(String.format("model: %d trainable tensors; %d labelled samples, %d test; %s",
+                              n, data.yTrain.length, data.yTest.length,
+                              training.cached() ? "frozen layers cached" : "whole forward every pass"));
             say(String.format("zero-shot test accuracy %.4f", training.accuracy(data.xTest, data.yTest, 100)));
         } catch (Exception e) {
             say("cannot load the bundled model or data: " + e.getMessage());
@@ -106,7 +107,7 @@ public final class MainActivity extends Activity {
                 if (action.startsWith("Train")) {
                     long t0 = System.nanoTime();
                     for (int s = 1; s <= STEPS_PER_TAP; s++) {
-                        double loss = training.step(data.xTrain, data.yTrain, 64);
+                        double loss = training.step(64);
                         if (s % 20 == 0) say(String.format("step %d  loss %.4f", trainer.step(), loss));
                     }
                     say(String.format("%.0f ms/step", (System.nanoTime() - t0) / 1e6 / STEPS_PER_TAP));

@@ -8,18 +8,28 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.Map;
 
-/** The int8 inputs and labels tools/export_java_data.py writes (data.json + data.bin). */
+/** The int8 inputs and labels tools/export_java_data.py writes (data.json + data.bin), and the
+ *  training examples of the fixed probe batch NEq velocity watches (selection.probe_indices). */
 public final class Dataset {
     public final byte[] xTrain;
     public final int[] yTrain;
     public final byte[] xTest;
     public final int[] yTest;
+    public final int[] probe;
 
-    private Dataset(byte[] xTrain, int[] yTrain, byte[] xTest, int[] yTest) {
+    private Dataset(byte[] xTrain, int[] yTrain, byte[] xTest, int[] yTest, int[] probe) {
         this.xTrain = xTrain;
         this.yTrain = yTrain;
         this.xTest = xTest;
         this.yTest = yTest;
+        this.probe = probe;
+    }
+
+    /** The probe batch's inputs (examples of `exampleSize` bytes). */
+    public byte[] probeInputs(int exampleSize) {
+        byte[] out = new byte[probe.length * exampleSize];
+        for (int i = 0; i < probe.length; i++) System.arraycopy(xTrain, probe[i] * exampleSize, out, i * exampleSize, exampleSize);
+        return out;
     }
 
     public static Dataset read(Path dir) throws IOException {
@@ -32,8 +42,11 @@ public final class Dataset {
     public static Dataset parse(String headerJson, byte[] bin) throws IOException {
         Map<String, Object> header = (Map<String, Object>) Json.parse(headerJson);
         Map<String, Object> parts = (Map<String, Object>) header.get("parts");
-        return new Dataset(bytes(bin, parts, "x_train"), labels(bin, parts, "y_train"),
-                           bytes(bin, parts, "x_test"), labels(bin, parts, "y_test"));
+        int[] yTrain = labels(bin, parts, "y_train");
+        int[] probe = header.containsKey("probe_indices") ? Metadata.ints(header.get("probe_indices")) : new int[0];
+        for (int i : probe)
+            if (i < 0 || i >= yTrain.length) throw new IOException("data.json: probe index " + i + " is not a training example");
+        return new Dataset(bytes(bin, parts, "x_train"), yTrain, bytes(bin, parts, "x_test"), labels(bin, parts, "y_test"), probe);
     }
 
     @SuppressWarnings("unchecked")

@@ -1,9 +1,14 @@
 package org.tflitefg.core;
 
 /**
- * One forward pass of a converted model's `forward` signature: an int8 batch and the trainable int8
- * kernels in, int8 logits out. Android implements it with Interpreter.runSignature(..., "forward");
- * android_demo/desktop with the TFLite C API. Nothing in the engine is mutated between calls.
+ * The engine behind the trainer: a converted model's signatures, run with the trainable int8
+ * kernels as inputs, so nothing in the engine is mutated between calls. Android implements it with
+ * Interpreter.runSignature; android_demo/desktop with the TFLite C API.
+ *
+ * Only `forward` is required. A model split at its first trainable op also has `prefix` (the frozen
+ * layers) and `suffix` (the trainable ones, bit-identical to `forward` on prefix's outputs), which
+ * lets Training run the frozen part once per data set; `probe` returns each trainable layer's output
+ * for NEq velocity selection (tflite_fg/model.py).
  */
 public interface ForwardRunner extends AutoCloseable {
     /**
@@ -13,6 +18,33 @@ public interface ForwardRunner extends AutoCloseable {
      * @return batch * num_classes int8 logits
      */
     byte[] forward(byte[] x, int batch, byte[][] kernels);
+
+    /** True when the model has the `prefix` and `suffix` signatures. */
+    default boolean hasPrefix() {
+        return false;
+    }
+
+    /** `prefix`: the frozen layers' outputs h0, h1, ... of the batch, one flat int8 array per cut
+     *  tensor (batch-major, so example i's features are the i-th equal slice). */
+    default byte[][] prefix(byte[] x, int batch) {
+        throw new UnsupportedOperationException("this model has no 'prefix' signature");
+    }
+
+    /** `suffix`: int8 logits from prefix outputs and the kernels (bit-identical to forward). */
+    default byte[] suffix(byte[][] features, int batch, byte[][] kernels) {
+        throw new UnsupportedOperationException("this model has no 'suffix' signature");
+    }
+
+    /** True when the model has the `probe` signature (converter version 3 or later). */
+    default boolean hasProbe() {
+        return false;
+    }
+
+    /** `probe`: each trainable layer's output, dequantized in float32 as (q - zero_point) * scale
+     *  (FgModel.neuron_outputs), one flat (batch, ..., channels) array per trainable tensor. */
+    default float[][] neuronOutputs(byte[] x, int batch, byte[][] kernels) {
+        throw new UnsupportedOperationException("this model has no 'probe' signature: reconvert it with python tools/convert.py");
+    }
 
     @Override
     void close();

@@ -69,7 +69,7 @@ public final class Metadata {
     }
 
     @SuppressWarnings("unchecked")
-    static int[] ints(Object list) {
+    public static int[] ints(Object list) {
         List<Object> l = (List<Object>) list;
         int[] out = new int[l.size()];
         for (int i = 0; i < out.length; i++) out[i] = ((Number) l.get(i)).intValue();
@@ -102,6 +102,13 @@ public final class Metadata {
             out[t] = new byte[k.nbytes];
             System.arraycopy(modelBytes, k.inferOffset, out[t], 0, k.nbytes);
         }
+        return out;
+    }
+
+    /** Δw of each trainable kernel, metadata order. */
+    public double[] scales() {
+        double[] out = new double[trainable.size()];
+        for (int t = 0; t < out.length; t++) out[t] = trainable.get(t).scale;
         return out;
     }
 

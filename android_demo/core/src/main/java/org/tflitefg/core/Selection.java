@@ -6,7 +6,7 @@ import java.util.Arrays;
  * Neuron selection under a parameter budget (tflite_fg/selection.py): strategies rank the output
  * channels of the trainable tensors, and `fill` takes them in rank order while they fit. The
  * result, expanded by `support`, is what SignSpsa.Options.support trains. Static, random and
- * magnitude are here; NEq velocity needs the graph's `probe` outputs (not yet on this side).
+ * magnitude orders are here; NEq velocity is Velocity, and Selector runs the rounds.
  */
 public final class Selection {
     private final int[] channels;
@@ -29,6 +29,31 @@ public final class Selection {
         }
     }
 
+    /** The output-channel axis of each kernel in TFLite's native layout (selection.TFLITE_CHANNEL_AXIS). */
+    static int channelAxis(String op) {
+        return switch (op) {
+            case "Conv2D", "Dense" -> 0;
+            case "DepthwiseConv2D" -> 3;
+            default -> throw new IllegalArgumentException("neuron selection does not know the output-channel axis of " + op);
+        };
+    }
+
+    /** The layout of a converted model's trainable kernels. */
+    public static Selection forModel(Metadata meta) {
+        int n = meta.trainable.size();
+        int[][] shapes = new int[n][];
+        int[] axes = new int[n];
+        for (int t = 0; t < n; t++) {
+            shapes[t] = meta.trainable.get(t).shape;
+            axes[t] = channelAxis(meta.trainable.get(t).op);
+        }
+        return new Selection(shapes, axes);
+    }
+
+    int[] channels() {
+        return channels.clone();
+    }
+
     public int numNeurons() {
         return Arrays.stream(channels).sum();
     }
@@ -39,7 +64,7 @@ public final class Selection {
         return n;
     }
 
-    private int[] neuronParams() {
+    int[] neuronParams() {
         int[] out = new int[numNeurons()];
         for (int t = 0, i = 0; t < channels.length; t++) for (int c = 0; c < channels[t]; c++) out[i++] = paramsPerChannel[t];
         return out;
@@ -49,6 +74,21 @@ public final class Selection {
     public long budgetParams(double fraction) {
         if (!(fraction > 0 && fraction <= 1)) throw new IllegalArgumentException("budget must be a fraction in (0, 1], got " + fraction);
         return (long) Math.floor(fraction * totalParams() + 1e-9);
+    }
+
+    /** Parameters of the chosen neurons. */
+    public long selectedParams(boolean[] chosen) {
+        int[] sizes = neuronParams();
+        long n = 0;
+        for (int i = 0; i < chosen.length; i++) if (chosen[i]) n += sizes[i];
+        return n;
+    }
+
+    /** Chosen neurons per tensor. */
+    public int[] perLayer(boolean[] chosen) {
+        int[] out = new int[channels.length];
+        for (int t = 0, i = 0; t < channels.length; t++) for (int c = 0; c < channels[t]; c++) if (chosen[i++]) out[t]++;
+        return out;
     }
 
     /** Neurons in `order` while they fit; a neuron that does not fit is skipped. Flat per-neuron result. */
@@ -97,6 +137,11 @@ public final class Selection {
             for (int c = 0; c < channels[t]; c++) score[i++] = sum[c] / paramsPerChannel[t] * scales[t];
         }
         return ranked(k -> score[k], true);
+    }
+
+    /** Highest score first, ties lower index first (selection._rank_desc). */
+    int[] rankDescending(double[] scores) {
+        return ranked(k -> scores[k], true);
     }
 
     private int[] ranked(java.util.function.IntToDoubleFunction key, boolean descending) {

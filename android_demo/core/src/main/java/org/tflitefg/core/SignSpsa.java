@@ -239,6 +239,15 @@ public final class SignSpsa {
         return step;
     }
 
+    /** A new neuron selection from the next step on (Selector's rounds; tflite_fg/selective.py rebuilds
+     *  the estimator with the new support and keeps the state): only these elements are drawn and move. */
+    public void support(boolean[][] s) {
+        if (s.length != master.length) throw new IllegalArgumentException(s.length + " supports for " + master.length + " tensors");
+        for (int t = 0; t < s.length; t++)
+            if (s[t].length != master[t].length) throw new IllegalArgumentException("support " + t + " does not match its tensor");
+        opt.support = s;
+    }
+
     public long forwardPasses() {
         return forwardPasses;
     }

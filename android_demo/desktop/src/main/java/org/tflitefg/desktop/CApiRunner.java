@@ -1,21 +1,95 @@
 package org.tflitefg.desktop;
 
+import java.util.HashSet;
+import java.util.Set;
+
 import com.sun.jna.Pointer;
 import org.tflitefg.core.ForwardRunner;
 import org.tflitefg.core.Metadata;
 
-/** ForwardRunner on the real TFLite C library: the model's `forward` signature through JNA. */
+/** ForwardRunner on the real TFLite C library through JNA: the model's `forward`, `prefix`/`suffix`
+ *  and `probe` signatures, with the trainable kernels as inputs. */
 public final class CApiRunner implements ForwardRunner {
     private final TfLiteC c;
     private final Metadata meta;
+    private final Set<String> kernelInputs = new HashSet<>();
     private final Pointer model;
     private final Pointer interpreter;
-    private final Pointer runner;
-    private int allocatedBatch = -1;
+    private final Signature forward;
+    private final Signature prefix;
+    private final Signature suffix;
+    private final Signature probe;
+
+    /** One signature runner: its input and output names, resized to the batch when it changes. */
+    private final class Signature {
+        final String key;
+        final Pointer runner;
+        final String[] inputs;
+        final String[] outputs;
+        int allocatedBatch = -1;
+
+        Signature(String key, Pointer runner) {
+            this.key = key;
+            this.runner = runner;
+            inputs = new String[(int) c.TfLiteSignatureRunnerGetInputCount(runner)];
+            for (int i = 0; i < inputs.length; i++) inputs[i] = c.TfLiteSignatureRunnerGetInputName(runner, i);
+            outputs = new String[(int) c.TfLiteSignatureRunnerGetOutputCount(runner)];
+            for (int i = 0; i < outputs.length; i++) outputs[i] = c.TfLiteSignatureRunnerGetOutputName(runner, i);
+        }
+
+        /** Every input that is not a kernel has the batch as its first dimension. */
+        void batch(int batch) {
+            if (batch == allocatedBatch) return;
+            for (String name : inputs) {
+                if (kernelInputs.contains(name)) continue;
+                Pointer t = c.TfLiteSignatureRunnerGetInputTensor(runner, name);
+                int[] dims = new int[c.TfLiteTensorNumDims(t)];
+                for (int d = 1; d < dims.length; d++) dims[d] = c.TfLiteTensorDim(t, d);
+                dims[0] = batch;
+                check(c.TfLiteSignatureRunnerResizeInputTensor(runner, name, dims, dims.length), key + ": resize " + name);
+            }
+            check(c.TfLiteSignatureRunnerAllocateTensors(runner), key + ": allocate tensors");
+            allocatedBatch = batch;
+        }
+
+        void in(String name, byte[] data) {
+            Pointer t = c.TfLiteSignatureRunnerGetInputTensor(runner, name);
+            if (t == null) throw new IllegalArgumentException("'" + key + "' has no input " + name);
+            long size = c.TfLiteTensorByteSize(t);
+            if (size != data.length) throw new IllegalArgumentException(name + ": " + data.length + " bytes given, " + size + " expected");
+            check(c.TfLiteTensorCopyFromBuffer(t, data, data.length), "copy into " + name);
+        }
+
+        void kernels(byte[][] kernels) {
+            if (kernels.length != meta.trainable.size())
+                throw new IllegalArgumentException(kernels.length + " kernels given, the model trains " + meta.trainable.size());
+            for (int t = 0; t < kernels.length; t++) in(meta.trainable.get(t).inputName, kernels[t]);
+        }
+
+        void invoke() {
+            check(c.TfLiteSignatureRunnerInvoke(runner), "invoke '" + key + "'");
+        }
+
+        Pointer out(String name) {
+            return c.TfLiteSignatureRunnerGetOutputTensor(runner, name);
+        }
+
+        byte[] outBytes(String name) {
+            Pointer t = out(name);
+            byte[] data = new byte[(int) c.TfLiteTensorByteSize(t)];
+            check(c.TfLiteTensorCopyToBuffer(t, data, data.length), "copy " + name);
+            return data;
+        }
+
+        void close() {
+            c.TfLiteSignatureRunnerDelete(runner);
+        }
+    }
 
     public CApiRunner(TfLiteC c, String modelPath, Metadata meta, int threads) {
         this.c = c;
         this.meta = meta;
+        for (Metadata.Trainable t : meta.trainable) kernelInputs.add(t.inputName);
         model = c.TfLiteModelCreateFromFile(modelPath);
         if (model == null) throw new IllegalArgumentException(modelPath + ": the TFLite C API cannot load it (corrupt or truncated?)");
         Pointer options = c.TfLiteInterpreterOptionsCreate();
@@ -23,47 +97,100 @@ public final class CApiRunner implements ForwardRunner {
         interpreter = c.TfLiteInterpreterCreate(model, options);
         c.TfLiteInterpreterOptionsDelete(options);
         if (interpreter == null) throw new IllegalStateException(modelPath + ": the TFLite C API cannot build an interpreter");
-        runner = c.TfLiteInterpreterGetSignatureRunner(interpreter, "forward");
-        if (runner == null)
+        forward = signature("forward");
+        if (forward == null)
             throw new IllegalArgumentException(modelPath + " has no 'forward' training signature: convert it with python tools/convert.py");
+        Signature p = signature("prefix"), s = signature("suffix");
+        boolean split = p != null && s != null;
+        prefix = split ? p : null;
+        suffix = split ? s : null;
+        if (!split && p != null) p.close();
+        if (!split && s != null) s.close();
+        probe = signature("probe");
+    }
+
+    private Signature signature(String key) {
+        Pointer r = c.TfLiteInterpreterGetSignatureRunner(interpreter, key);
+        return r == null ? null : new Signature(key, r);
     }
 
     private static void check(int status, String what) {
         if (status != TfLiteC.OK) throw new IllegalStateException(what + " failed (TfLiteStatus " + status + ")");
     }
 
-    private void copyIn(String name, byte[] data) {
-        Pointer t = c.TfLiteSignatureRunnerGetInputTensor(runner, name);
-        if (t == null) throw new IllegalArgumentException("'forward' has no input " + name);
-        long size = c.TfLiteTensorByteSize(t);
-        if (size != data.length) throw new IllegalArgumentException(name + ": " + data.length + " bytes given, " + size + " expected");
-        check(c.TfLiteTensorCopyFromBuffer(t, data, data.length), "copy into " + name);
+    @Override
+    public byte[] forward(byte[] x, int batch, byte[][] kernels) {
+        forward.batch(batch);
+        forward.in(meta.inputName, x);
+        forward.kernels(kernels);
+        forward.invoke();
+        return forward.outBytes(meta.outputName);
     }
 
     @Override
-    public byte[] forward(byte[] x, int batch, byte[][] kernels) {
-        if (kernels.length != meta.trainable.size())
-            throw new IllegalArgumentException(kernels.length + " kernels given, the model trains " + meta.trainable.size());
-        if (batch != allocatedBatch) {
-            int[] dims = new int[meta.inputShape.length + 1];
-            dims[0] = batch;
-            System.arraycopy(meta.inputShape, 0, dims, 1, meta.inputShape.length);
-            check(c.TfLiteSignatureRunnerResizeInputTensor(runner, meta.inputName, dims, dims.length), "resize input");
-            check(c.TfLiteSignatureRunnerAllocateTensors(runner), "allocate tensors");
-            allocatedBatch = batch;
+    public boolean hasPrefix() {
+        return prefix != null;
+    }
+
+    /** Cut tensors h0, h1, ... in the order of their number (FgModel does the same). */
+    private static String[] cutNames(Signature s) {
+        String[] names = s.outputs.clone();
+        java.util.Arrays.sort(names, java.util.Comparator.comparingInt(n -> Integer.parseInt(n.substring(1))));
+        return names;
+    }
+
+    @Override
+    public byte[][] prefix(byte[] x, int batch) {
+        if (prefix == null) return ForwardRunner.super.prefix(x, batch);
+        prefix.batch(batch);
+        prefix.in(meta.inputName, x);
+        prefix.invoke();
+        String[] names = cutNames(prefix);
+        byte[][] out = new byte[names.length][];
+        for (int k = 0; k < names.length; k++) out[k] = prefix.outBytes(names[k]);
+        return out;
+    }
+
+    @Override
+    public byte[] suffix(byte[][] features, int batch, byte[][] kernels) {
+        if (suffix == null) return ForwardRunner.super.suffix(features, batch, kernels);
+        String[] names = cutNames(prefix);
+        if (features.length != names.length)
+            throw new IllegalArgumentException(features.length + " feature tensors given, 'suffix' reads " + names.length);
+        suffix.batch(batch);
+        for (int k = 0; k < names.length; k++) suffix.in(names[k], features[k]);
+        suffix.kernels(kernels);
+        suffix.invoke();
+        return suffix.outBytes(meta.outputName);
+    }
+
+    @Override
+    public boolean hasProbe() {
+        return probe != null;
+    }
+
+    @Override
+    public float[][] neuronOutputs(byte[] x, int batch, byte[][] kernels) {
+        if (probe == null) return ForwardRunner.super.neuronOutputs(x, batch, kernels);
+        probe.batch(batch);
+        probe.in(meta.inputName, x);
+        probe.kernels(kernels);
+        probe.invoke();
+        float[][] out = new float[kernels.length][];
+        for (int t = 0; t < kernels.length; t++) {
+            String name = "n" + t;  // converters/graph_probe.neuron_output_name
+            TfLiteC.QuantizationParams q = c.TfLiteTensorQuantizationParams(probe.out(name));
+            byte[] v = probe.outBytes(name);
+            float zero = q.zero_point;
+            out[t] = new float[v.length];
+            for (int e = 0; e < v.length; e++) out[t][e] = ((float) v[e] - zero) * q.scale;
         }
-        copyIn(meta.inputName, x);
-        for (int t = 0; t < kernels.length; t++) copyIn(meta.trainable.get(t).inputName, kernels[t]);
-        check(c.TfLiteSignatureRunnerInvoke(runner), "invoke 'forward'");
-        Pointer out = c.TfLiteSignatureRunnerGetOutputTensor(runner, meta.outputName);
-        byte[] logits = new byte[batch * meta.numClasses];
-        check(c.TfLiteTensorCopyToBuffer(out, logits, logits.length), "copy logits");
-        return logits;
+        return out;
     }
 
     @Override
     public void close() {
-        c.TfLiteSignatureRunnerDelete(runner);
+        for (Signature s : new Signature[] {forward, prefix, suffix, probe}) if (s != null) s.close();
         c.TfLiteInterpreterDelete(interpreter);
         c.TfLiteModelDelete(model);
     }

@@ -8,13 +8,17 @@ import java.util.Map;
 
 import org.tflitefg.core.Dataset;
 import org.tflitefg.core.Metadata;
+import org.tflitefg.core.Selector;
 import org.tflitefg.core.SignSpsa;
 import org.tflitefg.core.Training;
 
 /**
  * Command-line trainer on the TFLite C API:
  * java ... org.tflitefg.desktop.TrainCli --lib=libtensorflowlite_c.so --data=build/java-data [--steps=500]
+ *     [--cache=true] [--select=none|static|random|magnitude|velocity --budget=0.274 --select_every=250]
  * Loads <data>/model.tflite, trains its int8 kernels with Sign-m-SPSA and prints accuracy before/after.
+ * --cache runs the frozen prefix once for the data set (bit-identical, faster); --select trains only
+ * the neurons a strategy picks under the budget (velocity watches data.json's probe batch).
  */
 public final class TrainCli {
     private TrainCli() {}
@@ -22,10 +26,16 @@ public final class TrainCli {
     public static void main(String[] args) throws Exception {
         Map<String, String> a = new HashMap<>(Map.of("steps", "500", "batch", "64", "m", "3", "eps", "8", "lr", "0.5",
                 "body_lr_scale", "0.4", "precision", "w16", "seed", "0", "threads", "1", "log_every", "100"));
+        a.putAll(Map.of("cache", "true", "select", "none", "budget", "0.274", "select_every", "250", "select_init", "random",
+                        "select_mu", "0.5"));
+        java.util.Set<String> known = new java.util.TreeSet<>(a.keySet());
+        known.addAll(java.util.List.of("lib", "data"));
         for (String arg : args) {
             int eq = arg.indexOf('=');
             if (!arg.startsWith("--") || eq < 0) throw new IllegalArgumentException("arguments are --name=value, got " + arg);
-            a.put(arg.substring(2, eq), arg.substring(eq + 1));
+            String name = arg.substring(2, eq);
+            if (!known.contains(name)) throw new IllegalArgumentException("unknown flag --" + name + "; known: " + known);
+            a.put(name, arg.substring(eq + 1));
         }
         if (!a.containsKey("lib") || !a.containsKey("data"))
             throw new IllegalArgumentException("needs --lib=<libtensorflowlite_c.so> (python tools/fetch_assets.py --only=tflite_c) "
@@ -44,20 +54,35 @@ public final class TrainCli {
                 a.get("precision").equals("w8") ? 8 : 16, meta.initialKernels(modelBytes));
         TfLiteC c = TfLiteC.load(a.get("lib"));
         try (CApiRunner runner = new CApiRunner(c, modelPath.toString(), meta, Integer.parseInt(a.get("threads")))) {
-            Training training = new Training(runner, meta, trainer, seed);
+            Training training = new Training(runner, meta, trainer, seed, data.xTrain, data.yTrain,
+                                             Boolean.parseBoolean(a.get("cache")));
+            Selector selector = null;
+            if (!a.get("select").equals("none")) {
+                selector = Selector.forModel(meta, meta.initialKernels(modelBytes), a.get("select"),
+                        Double.parseDouble(a.get("budget")), Integer.parseInt(a.get("select_every")), a.get("select_init"),
+                        Double.parseDouble(a.get("select_mu")), seed);
+                if (selector.needsOutputs() && data.probe.length == 0)
+                    throw new IllegalArgumentException("--select=velocity needs data.json's probe_indices: re-export with tools/export_java_data.py");
+                training.select(selector, data.probeInputs(meta.inputSize()), data.probe.length);
+            }
             int steps = Integer.parseInt(a.get("steps")), batch = Integer.parseInt(a.get("batch"));
             int logEvery = Integer.parseInt(a.get("log_every"));
-            System.out.printf("TFLite %s; %d training / %d test examples; %d trainable tensors%n", c.TfLiteVersion(),
-                              data.yTrain.length, data.yTest.length, n);
+            System.out.printf("TFLite %s; %d training / %d test examples; %d trainable tensors; %s%n", c.TfLiteVersion(),
+                              data.yTrain.length, data.yTest.length, n,
+                              training.cached() ? "frozen prefix cached" : "whole forward every pass");
             double before = training.accuracy(data.xTest, data.yTest, 256);
             System.out.printf("step 0: test accuracy %.4f%n", before);
             long t0 = System.nanoTime();
             for (int s = 1; s <= steps; s++) {
-                double loss = training.step(data.xTrain, data.yTrain, batch);
+                double loss = training.step(batch);
                 if (s % logEvery == 0 || s == steps)
                     System.out.printf("step %5d  loss %.4f  %.1f ms/step%n", s, loss, (System.nanoTime() - t0) / 1e6 / s);
             }
             double seconds = (System.nanoTime() - t0) / 1e9;
+            if (selector != null)
+                for (Selector.Round r : selector.history())
+                    System.out.printf("selection at step %d by %s: %d of %d kernel weights, neurons per layer %s%n", r.step, r.by,
+                                      r.params, selector.layout().totalParams(), java.util.Arrays.toString(r.perLayer));
             double after = training.accuracy(data.xTest, data.yTest, 256);
             System.out.printf("done: test accuracy %.4f -> %.4f after %d steps, %d forward passes, %.1f s (%.1f ms/step)%n",
                               before, after, steps, trainer.forwardPasses(), seconds, 1000 * seconds / steps);

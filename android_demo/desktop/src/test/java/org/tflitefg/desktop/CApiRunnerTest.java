@@ -12,11 +12,13 @@ import java.nio.file.Paths;
 import java.util.List;
 import java.util.Map;
 
+import org.junit.BeforeClass;
 import org.junit.Test;
 import org.tflitefg.core.Export;
 import org.tflitefg.core.Json;
 import org.tflitefg.core.Dataset;
 import org.tflitefg.core.Metadata;
+import org.tflitefg.core.Selector;
 import org.tflitefg.core.SignSpsa;
 import org.tflitefg.core.Training;
 
@@ -37,25 +39,31 @@ public class CApiRunnerTest {
                 new String(Files.readAllBytes(DATA.resolve("expected.json")), StandardCharsets.UTF_8));
     }
 
-    static byte[] modelBytes() throws Exception {
-        return Files.readAllBytes(DATA.resolve("model.tflite"));
+    /** The demo recipe's learning rates (0.2 body, 0.5 head), in int8 LSBs. */
+    static final double[] DEMO_LR = {0.2, 0.2, 0.2, 0.5};
+    static byte[] bytes;
+    static Metadata meta;
+    static Dataset data;
+
+    @BeforeClass
+    public static void load() throws Exception {
+        bytes = Files.readAllBytes(DATA.resolve("model.tflite"));
+        meta = Metadata.read(DATA.resolve("model.tflite"), bytes);
+        data = Dataset.read(DATA);
     }
 
-    static CApiRunner runner(Metadata meta) {
+    static CApiRunner runner() {
         return new CApiRunner(TfLiteC.load(LIB), DATA.resolve("model.tflite").toString(), meta, 1);
     }
 
     @Test
     @SuppressWarnings("unchecked")
     public void logitsEqualPythonLiteRT() throws Exception {
-        byte[] bytes = modelBytes();
-        Metadata meta = Metadata.read(DATA.resolve("model.tflite"), bytes);
-        Dataset data = Dataset.read(DATA);
         Map<String, Object> expected = expected();
         int n = ((Number) expected.get("n")).intValue(), d = meta.inputSize();
         byte[] x = new byte[n * d];
         System.arraycopy(data.xTest, 0, x, 0, n * d);
-        try (CApiRunner r = runner(meta)) {
+        try (CApiRunner r = runner()) {
             byte[] logits = r.forward(x, n, meta.initialKernels(bytes));
             // The C library applies no XNNPACK delegate by default: its logits are the builtin kernels'
             // (Python's engine="builtin"), bit for bit; XNNPACK's rounding differs by a few LSB.
@@ -64,24 +72,62 @@ public class CApiRunnerTest {
             for (int i = 0; i < got.length; i++) got[i] = logits[i];
             for (int i = 0; i < w.length; i++) w[i] = ((Number) want.get(i)).intValue();
             assertArrayEquals(w, got);
+            // the split graph: suffix(prefix(x)) is forward, bit for bit
+            assertTrue(r.hasPrefix());
+            assertArrayEquals(logits, r.suffix(r.prefix(x, n), n, meta.initialKernels(bytes)));
         }
     }
 
     @Test
     @SuppressWarnings("unchecked")
+    public void probeOutputsEqualPythonLiteRT() throws Exception {
+        Map<String, Object> expected = (Map<String, Object>) expected().get("neuron_outputs");
+        int n = ((Number) expected.get("n")).intValue(), d = meta.inputSize();
+        byte[] x = java.util.Arrays.copyOf(data.xTest, n * d);
+        try (CApiRunner r = runner()) {
+            assertTrue(r.hasProbe());
+            float[][] got = r.neuronOutputs(x, n, meta.initialKernels(bytes));
+            List<Object> want = (List<Object>) expected.get("values");
+            assertEquals(want.size(), got.length);
+            for (int t = 0; t < got.length; t++) {
+                List<Object> w = (List<Object>) want.get(t);
+                float[] wf = new float[w.size()];
+                for (int e = 0; e < wf.length; e++) wf[e] = (float) ((Number) w.get(e)).doubleValue();
+                assertArrayEquals("layer " + t, wf, got[t], 0f);
+            }
+        }
+    }
+
+    @Test
+    public void cachedPrefixStepsEqualWholeForwardSteps() throws Exception {
+        String[] sha = new String[2];
+        double[][] losses = new double[2][10];
+        try (CApiRunner r = runner()) {
+            for (int run = 0; run < 2; run++) {
+                SignSpsa trainer = new SignSpsa(3, 2, 8, DEMO_LR, 16, meta.initialKernels(bytes));
+                Training training = new Training(r, meta, trainer, 3, data.xTrain, data.yTrain, run == 1);
+                assertEquals(run == 1, training.cached());
+                for (int s = 0; s < 10; s++) losses[run][s] = training.step(32);
+                sha[run] = trainer.engineSha256();
+            }
+        }
+        assertArrayEquals(losses[0], losses[1], 0.0);
+        assertEquals(sha[0], sha[1]);
+    }
+
+    @Test
+    @SuppressWarnings("unchecked")
     public void trainingRunImprovesAccuracyAndReproducesPythonBitForBit() throws Exception {
-        byte[] bytes = modelBytes();
-        Metadata meta = Metadata.read(DATA.resolve("model.tflite"), bytes);
-        Dataset data = Dataset.read(DATA);
         Map<String, Object> run = (Map<String, Object>) expected().get("run");
         int n = meta.trainable.size(), steps = ((Number) run.get("steps")).intValue();
         double[] lr = new double[n];
         for (int t = 0; t < n; t++) lr[t] = ((Number) run.get(t == n - 1 ? "lr_head" : "lr_body")).doubleValue();
         SignSpsa trainer = new SignSpsa(0, 3, 8, lr, 16, meta.initialKernels(bytes));
-        try (CApiRunner r = runner(meta)) {
-            Training training = new Training(r, meta, trainer, 0);
+        try (CApiRunner r = runner()) {
+            Training training = new Training(r, meta, trainer, 0, data.xTrain, data.yTrain, true);
+            assertTrue(training.cached());
             double before = training.accuracy(data.xTest, data.yTest, 256);
-            for (int s = 0; s < steps; s++) training.step(data.xTrain, data.yTrain, 64);
+            for (int s = 0; s < steps; s++) training.step(64);
             double after = training.accuracy(data.xTest, data.yTest, 256);
             assertEquals((long) steps * 2 * 3, trainer.forwardPasses());
             assertTrue("test accuracy " + before + " -> " + after, after > before + 0.03);
@@ -101,13 +147,52 @@ public class CApiRunnerTest {
         }
     }
 
+    /** tools/train.py --select=velocity's recipe: the probe signature's outputs on the exported probe
+     *  batch decide each round's neurons; same rounds and same weights as the Python runtime. */
+    @Test
+    @SuppressWarnings("unchecked")
+    public void velocitySelectionRunReproducesPython() throws Exception {
+        Map<String, Object> run = (Map<String, Object>) expected().get("selective_run");
+        int steps = ((Number) run.get("steps")).intValue();
+        byte[][] start = meta.initialKernels(bytes);
+        SignSpsa trainer = new SignSpsa(0, 3, 8, DEMO_LR, 16, start);
+        Selector selector = Selector.forModel(meta, start, "velocity", ((Number) run.get("budget")).doubleValue(),
+                ((Number) run.get("every")).intValue(), (String) run.get("init"), ((Number) run.get("mu")).doubleValue(), 0);
+        try (CApiRunner r = runner()) {
+            Training training = new Training(r, meta, trainer, 0, data.xTrain, data.yTrain, true);
+            training.select(selector, data.probeInputs(meta.inputSize()), data.probe.length);
+            for (int s = 0; s < steps; s++) training.step(64);
+            List<Map<String, Object>> want = (List<Map<String, Object>>) run.get("history");
+            assertEquals(want.size(), selector.history().size());
+            for (int k = 0; k < want.size(); k++) {
+                Selector.Round got = selector.history().get(k);
+                assertEquals(((Number) want.get(k).get("step")).longValue(), got.step);
+                assertEquals(want.get(k).get("by"), got.by);
+                assertEquals(((Number) want.get(k).get("params")).longValue(), got.params);
+                assertArrayEquals(Metadata.ints(want.get(k).get("per_layer")), got.perLayer);
+            }
+            assertEquals("velocity", selector.history().get(want.size() - 1).by);
+            assertEquals(run.get("weights_sha256"), trainer.engineSha256());
+            assertEquals(((Number) run.get("test_acc")).doubleValue(), training.accuracy(data.xTest, data.yTest, 256), 0.0);
+        }
+    }
+
     @Test
     public void badInputsAreRefused() throws Exception {
-        byte[] bytes = modelBytes();
-        Metadata meta = Metadata.read(DATA.resolve("model.tflite"), bytes);
-        try (CApiRunner r = runner(meta)) {
+        try (CApiRunner r = runner()) {
             assertThrows(IllegalArgumentException.class, () -> r.forward(new byte[5], 1, meta.initialKernels(bytes)));
             assertThrows(IllegalArgumentException.class, () -> r.forward(new byte[meta.inputSize()], 1, new byte[0][]));
+            SignSpsa trainer = new SignSpsa(0, 1, 8, new double[] {0.5, 0.5, 0.5, 0.5}, 16, meta.initialKernels(bytes));
+            int d = meta.inputSize();
+            IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
+                    () -> new Training(r, meta, trainer, 0, new byte[2 * d], new int[] {1, 10}, true));
+            assertTrue(e.getMessage(), e.getMessage().contains("label 10"));
+            assertThrows(IllegalArgumentException.class, () -> new Training(r, meta, trainer, 0, new byte[d], new int[] {1, 2}, true));
+            Training training = new Training(r, meta, trainer, 0, new byte[d], new int[] {1}, false);
+            Selector velocity = Selector.forModel(meta, meta.initialKernels(bytes), "velocity", 0.2, 10, "random", 0.5, 0);
+            assertThrows(IllegalArgumentException.class, () -> training.select(velocity, null, 0));
+            assertThrows(IllegalArgumentException.class,
+                    () -> Selector.forModel(meta, meta.initialKernels(bytes), "neq", 0.2, 10, "random", 0.5, 0));
         }
         byte[] truncated = java.util.Arrays.copyOf(bytes, bytes.length / 2);
         assertThrows(java.io.IOException.class, () -> Metadata.read(DATA.resolve("model.tflite"), truncated));
