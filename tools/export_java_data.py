@@ -39,6 +39,8 @@ flags.DEFINE_integer("select_every", 100, "Its re-selection period.")
 flags.DEFINE_float("budget", 0.274, "Its budget (fraction of the kernel parameters).")
 flags.DEFINE_integer("probe_per_class", 2, "Training examples per class in the exported probe batch (velocity).")
 flags.DEFINE_integer("n_probe_expected", 4, "Test examples whose Python probe outputs are written.")
+flags.DEFINE_bool("reference_runs", True, "Run and record the Python reference runs (the Java tests need them; "
+                  "an Android asset bundle does not).")
 flags.DEFINE_string("cache_dir", None, "Asset cache.")
 
 
@@ -119,8 +121,9 @@ def main(argv):
     builtin = FgModel(out / "model.tflite", engine="builtin")
     outputs = builtin.neuron_outputs(parts["x_test"][:FLAGS.n_probe_expected], k)
     expected["neuron_outputs"] = {"n": FLAGS.n_probe_expected, "values": [o.ravel().tolist() for o in outputs]}
-    expected["run"] = reference_run(out / "model.tflite", parts)
-    expected["selective_run"] = selective_run(out / "model.tflite", parts, probe)
+    if FLAGS.reference_runs:
+        expected["run"] = reference_run(out / "model.tflite", parts)
+        expected["selective_run"] = selective_run(out / "model.tflite", parts, probe)
     (out / "expected.json").write_text(json.dumps(expected) + "\n")
     print(f"wrote {out}: model, {len(t.y_support)} training / {len(t.y_test)} test examples, "
           f"expected logits of {len(xq)}; zero-shot {expected['zero_shot_acc']:.4f}")
