@@ -168,6 +168,8 @@ def probe_indices(y: np.ndarray, per_class: int, seed: int) -> np.ndarray:
 
 
 def probe_batch(x: np.ndarray, y: np.ndarray, per_class: int, seed: int) -> np.ndarray:
+    """The probe examples themselves (tools/export_java_data.py exports the indices instead, so the
+    Java core watches the same batch without numpy's generator)."""
     return x[probe_indices(y, per_class, seed)]
 
 
