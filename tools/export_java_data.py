@@ -28,10 +28,8 @@ from tflite_fg.model import FgModel
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("out", "build/java-data", "Output directory.")
-flags.DEFINE_integer("shots", 20, "Default task: labelled training images per class.")
-flags.DEFINE_integer("n_test", 1000, "Default task: held-out test images.")
-flags.DEFINE_integer("data_seed", 0, "Default task: seed of the support/test split.")
-flags.DEFINE_string("trainable", "last:4", "Trainable layers of the converted model.")
+_models.define_task_flags()
+flags.adopt_module_key_flags(_models)  # so --help lists them
 flags.DEFINE_integer("n_expected", 64, "Test examples whose Python logits are written.")
 flags.DEFINE_integer("train_steps", 1000, "Steps of the Python reference run the Java trainer is compared with.")
 flags.DEFINE_integer("select_steps", 400, "Steps of the Python reference run under velocity selection.")
@@ -44,30 +42,36 @@ flags.DEFINE_bool("reference_runs", True, "Run and record the Python reference r
 flags.DEFINE_string("cache_dir", None, "Asset cache.")
 
 
-def _recipe(model: FgModel, steps: int) -> TrainConfig:
-    """The demo's recipe: w16, m 3, eps 8, lr 0.5 head / 0.2 body, batch 64, seed 0."""
+def _train(model: FgModel, parts: dict, steps: int,
+           selector: selection.Selector | None = None, probe: np.ndarray | None = None) -> list[np.ndarray]:
+    """The demo's recipe (w16, m 3, eps 8, lr 0.5 head / 0.2 body, batch 64, seed 0) for `steps`,
+    on all kernels or under `selector` (velocity watching the probe examples); the final int8 kernels."""
     n = len(model.meta.trainable)
-    return TrainConfig(seed=0, steps=steps, batch_size=64, m=3, eps_lsb=8, lr=(0.2,) * (n - 1) + (0.5,),
-                       precision="w16")
+    cfg = TrainConfig(seed=0, steps=steps, batch_size=64, m=3, eps_lsb=8, lr=(0.2,) * (n - 1) + (0.5,),
+                      precision="w16")
+    start, space = model.initial_params(), build.build_space(cfg)
+    est, tx = build.build_estimator(cfg, start, space), build.build_transform(cfg)
+    state = trainer.init_state(start, est, tx, space)
+    loss = objective.minibatch_loss(model, parts["x_train"], parts["y_train"].astype(np.int64), cfg.seed, 64)
+    run = (trainer.fit(state, loss, est, tx, cfg.seed, steps, space) if selector is None else
+           selective.fit_on_graph(model, parts["x_train"][probe], state, loss,
+                                  lambda support: build.build_estimator(cfg, start, space, support), tx,
+                                  cfg.seed, steps, space, selector))
+    for state, _ in run:
+        pass
+    return space.to_engine(state.params)
 
 
 def reference_run(path: pathlib.Path, parts: dict) -> dict:
     """The demo's recipe for train_steps on the builtin kernels (what the C library runs; the
     frozen-prefix cache is bit-identical), with its exported model."""
     model = FgModel(path, engine="builtin")
-    cfg = _recipe(model, FLAGS.train_steps)
-    start, space = model.initial_params(), build.build_space(cfg)
-    est, tx = build.build_estimator(cfg, start, space), build.build_transform(cfg)
-    state = trainer.init_state(start, est, tx, space)
-    loss = objective.minibatch_loss(model, parts["x_train"], parts["y_train"].astype(np.int64), 0, 64)
-    for state, _ in trainer.fit(state, loss, est, tx, 0, cfg.steps, space):
-        pass
-    final = space.to_engine(state.params)
+    final = _train(model, parts, FLAGS.train_steps)
     exported = path.parent / "python_trained.tflite"
     export.export_model(exported, model.model_bytes, model.meta, final)
     return {"exported_sha256": sha256_bytes(exported.read_bytes()),
-            "exported_metadata_sha256": sha256_bytes(metadata_path(exported).read_bytes()), "steps": cfg.steps,
-            "lr_head": 0.5, "lr_body": 0.2, "weights_sha256": objective.weights_sha256(final),
+            "exported_metadata_sha256": sha256_bytes(metadata_path(exported).read_bytes()),
+            "steps": FLAGS.train_steps, "lr_head": 0.5, "lr_body": 0.2, "weights_sha256": objective.weights_sha256(final),
             "train_acc": model.accuracy(parts["x_train"], parts["y_train"].astype(np.int64), final),
             "test_acc": model.accuracy(parts["x_test"], parts["y_test"].astype(np.int64), final)}
 
@@ -76,20 +80,11 @@ def selective_run(path: pathlib.Path, parts: dict, probe: np.ndarray) -> dict:
     """The same recipe under NEq velocity selection (tools/train.py --select=velocity): the probe
     signature's outputs on the exported probe batch decide each round's neurons."""
     model = FgModel(path, engine="builtin")
-    cfg = _recipe(model, FLAGS.select_steps)
-    sel_cfg = selection.SelectionConfig("velocity", FLAGS.budget, FLAGS.select_every, "random", seed=cfg.seed)
-    start, space = model.initial_params(), build.build_space(cfg)
-    selector = selection.tflite_selector(sel_cfg, model.meta, start)
-    est, tx = build.build_estimator(cfg, start, space), build.build_transform(cfg)
-    state = trainer.init_state(start, est, tx, space)
-    loss = objective.minibatch_loss(model, parts["x_train"], parts["y_train"].astype(np.int64), 0, 64)
-    for state, _ in selective.fit_on_graph(model, parts["x_train"][probe], state, loss,
-                                           lambda support: build.build_estimator(cfg, start, space, support), tx,
-                                           cfg.seed, cfg.steps, space, selector):
-        pass
-    final = space.to_engine(state.params)
-    return {"steps": cfg.steps, "budget": FLAGS.budget, "every": FLAGS.select_every, "init": "random", "mu": 0.5,
-            "history": selector.history, "weights_sha256": objective.weights_sha256(final),
+    sel_cfg = selection.SelectionConfig("velocity", FLAGS.budget, FLAGS.select_every, "random", seed=0)
+    selector = selection.tflite_selector(sel_cfg, model.meta, model.initial_params())
+    final = _train(model, parts, FLAGS.select_steps, selector, probe)
+    return {"steps": FLAGS.select_steps, "budget": sel_cfg.budget, "every": sel_cfg.every, "init": sel_cfg.init,
+            "mu": sel_cfg.mu, "history": selector.history, "weights_sha256": objective.weights_sha256(final),
             "test_acc": model.accuracy(parts["x_test"], parts["y_test"].astype(np.int64), final)}
 
 

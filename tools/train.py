@@ -33,10 +33,8 @@ flags.DEFINE_string("model", None, "Converted .tflite (with <model>.json); unset
 flags.DEFINE_enum("task", "fmnist", tasks.TASKS, "Default task (when --data is unset): fmnist or digits few-shot.")
 flags.DEFINE_string("data", None, "Own data: .npz with x_train, y_train, x_test, y_test (preprocessed float); "
                     "unset: the default Fashion-MNIST few-shot task.")
-flags.DEFINE_integer("shots", 20, "Default task: labelled training images per class.")
-flags.DEFINE_integer("n_test", 1000, "Default task: held-out test images.")
-flags.DEFINE_integer("data_seed", 0, "Default task: seed of the support/test split.")
-flags.DEFINE_string("trainable", "last:4", "Default task: trainable layers if the model must be converted.")
+_models.define_task_flags()
+flags.adopt_module_key_flags(_models)  # so --help lists them
 flags.DEFINE_integer("seed", 0, "Seed of perturbations and mini-batches.")
 flags.DEFINE_integer("steps", 5000, "Training steps (each 2m forward passes).")
 flags.DEFINE_integer("batch_size", 64, "Mini-batch size.")

@@ -25,6 +25,7 @@ final class InterpreterRunner implements ForwardRunner {
     private final Interpreter interpreter;
     private final Metadata meta;
     private final List<String> signatures;
+    private final String[] cuts;  // prefix's outputs = suffix's feature inputs: h0, h1, ... in number order
 
     InterpreterRunner(File model, Metadata meta) {
         this.interpreter = new Interpreter(model, new Interpreter.Options().setNumThreads(2));
@@ -32,6 +33,8 @@ final class InterpreterRunner implements ForwardRunner {
         this.signatures = Arrays.asList(interpreter.getSignatureKeys());
         if (!signatures.contains("forward"))
             throw new IllegalArgumentException(model + " has no 'forward' training signature: convert it with python tools/convert.py");
+        cuts = hasPrefix() ? interpreter.getSignatureOutputs("prefix").clone() : new String[0];
+        Arrays.sort(cuts, Comparator.comparingInt(n -> Integer.parseInt(n.substring(1))));
     }
 
     /** Per-example dimensions of a signature tensor (its shape without the batch). */
@@ -102,26 +105,18 @@ final class InterpreterRunner implements ForwardRunner {
         return signatures.contains("prefix") && signatures.contains("suffix");
     }
 
-    private String[] cutNames() {
-        String[] names = interpreter.getSignatureOutputs("prefix").clone();
-        Arrays.sort(names, Comparator.comparingInt(n -> Integer.parseInt(n.substring(1))));  // h0, h1, ...
-        return names;
-    }
-
     @Override
     public byte[][] prefix(byte[] x, int batch) {
-        String[] names = cutNames();
-        Map<String, byte[]> out = run("prefix", Map.of(meta.inputName, x), batch, null, names);
-        byte[][] features = new byte[names.length][];
-        for (int k = 0; k < names.length; k++) features[k] = out.get(names[k]);
+        Map<String, byte[]> out = run("prefix", Map.of(meta.inputName, x), batch, null, cuts);
+        byte[][] features = new byte[cuts.length][];
+        for (int k = 0; k < cuts.length; k++) features[k] = out.get(cuts[k]);
         return features;
     }
 
     @Override
     public byte[] suffix(byte[][] features, int batch, byte[][] kernels) {
-        String[] names = cutNames();
         Map<String, byte[]> in = new HashMap<>();
-        for (int k = 0; k < names.length; k++) in.put(names[k], features[k]);
+        for (int k = 0; k < cuts.length; k++) in.put(cuts[k], features[k]);
         return run("suffix", in, batch, kernels, new String[] {meta.outputName}).get(meta.outputName);
     }
 

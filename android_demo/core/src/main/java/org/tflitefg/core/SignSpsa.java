@@ -169,11 +169,8 @@ public final class SignSpsa {
      */
     public SignSpsa(long seed, int m, double epsLsb, double[] lrLsb, int bits, byte[][] initial, Options options) {
         boolean[][] mask = options.mask;
-        if (mask != null) {
-            if (mask.length != initial.length) throw new IllegalArgumentException(mask.length + " masks for " + initial.length + " tensors");
-            for (int t = 0; t < mask.length; t++)
-                if (mask[t].length != initial[t].length) throw new IllegalArgumentException("mask " + t + " does not match its tensor");
-        }
+        if (mask != null) requireLike(mask, initial, "mask");
+        if (options.support != null) requireLike(options.support, initial, "support");
         this.opt = options;
         this.paper = options.paper;
         this.lrLsb = lrLsb.clone();
@@ -242,10 +239,15 @@ public final class SignSpsa {
     /** A new neuron selection from the next step on (Selector's rounds; tflite_fg/selective.py rebuilds
      *  the estimator with the new support and keeps the state): only these elements are drawn and move. */
     public void support(boolean[][] s) {
-        if (s.length != master.length) throw new IllegalArgumentException(s.length + " supports for " + master.length + " tensors");
-        for (int t = 0; t < s.length; t++)
-            if (s[t].length != master[t].length) throw new IllegalArgumentException("support " + t + " does not match its tensor");
+        requireLike(s, engineKernels, "support");
         opt.support = s;
+    }
+
+    /** An element mask (mask or support) must have one entry per element of every tensor. */
+    private static void requireLike(boolean[][] m, byte[][] tensors, String what) {
+        if (m.length != tensors.length) throw new IllegalArgumentException(m.length + " " + what + "s for " + tensors.length + " tensors");
+        for (int t = 0; t < m.length; t++)
+            if (m[t].length != tensors[t].length) throw new IllegalArgumentException(what + " " + t + " does not match its tensor");
     }
 
     public long forwardPasses() {

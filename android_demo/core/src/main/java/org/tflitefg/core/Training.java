@@ -1,5 +1,7 @@
 package org.tflitefg.core;
 
+import java.util.Arrays;
+
 /**
  * The on-device loop over one labelled int8 data set: each step's mini-batch is
  * Rng.minibatchIndices(seed, step, n, batch) (the Python runtime's), its loss is the softmax
@@ -16,10 +18,10 @@ public final class Training {
     private final Metadata meta;
     private final SignSpsa trainer;
     private final long seed;
-    private final byte[] x;
     private final int[] labels;
-    private final byte[][] features;  // prefix outputs of every example, or null: forward on the inputs
-    private final int[] featureBytes; // per example, per cut tensor
+    private final boolean cached;
+    private final byte[][] source;    // what a mini-batch is gathered from: the prefix outputs of every
+    private final int[] width;        // example (cached), or the inputs; bytes per example of each
     private Selector selector;
     private byte[] probe;
     private int probeCount;
@@ -41,27 +43,20 @@ public final class Training {
         this.meta = meta;
         this.trainer = trainer;
         this.seed = seed;
-        this.x = x;
         this.labels = labels;
-        if (cacheFeatures && runner.hasPrefix()) {
-            features = prefixAll();
-            featureBytes = new int[features.length];
-            for (int k = 0; k < features.length; k++) featureBytes[k] = features[k].length / labels.length;
-        } else {
-            features = null;
-            featureBytes = null;
-        }
+        cached = cacheFeatures && runner.hasPrefix();
+        source = cached ? prefixAll(x) : new byte[][] {x};
+        width = new int[source.length];
+        for (int k = 0; k < source.length; k++) width[k] = source[k].length / labels.length;
     }
 
     /** The prefix outputs of every training example, run CHUNK examples at a time. */
-    private byte[][] prefixAll() {
+    private byte[][] prefixAll(byte[] x) {
         int n = labels.length, d = meta.inputSize();
         byte[][] out = null;
         for (int s = 0; s < n; s += CHUNK) {
             int b = Math.min(CHUNK, n - s);
-            byte[] xb = new byte[b * d];
-            System.arraycopy(x, s * d, xb, 0, b * d);
-            byte[][] part = runner.prefix(xb, b);
+            byte[][] part = runner.prefix(Arrays.copyOfRange(x, s * d, (s + b) * d), b);
             if (out == null) {
                 out = new byte[part.length][];
                 for (int k = 0; k < part.length; k++) out[k] = new byte[part[k].length / b * n];
@@ -77,7 +72,7 @@ public final class Training {
 
     /** True when the steps run `suffix` on cached prefix features. */
     public boolean cached() {
-        return features != null;
+        return cached;
     }
 
     /** Train only the selector's neurons from now on. probe: the fixed batch of `probeCount` int8
@@ -102,8 +97,6 @@ public final class Training {
         }
         int n = labels.length, b = Math.min(batchSize, n);
         int[] idx = Rng.minibatchIndices(seed, trainer.step(), n, b);
-        int[] width = features != null ? featureBytes : new int[] {meta.inputSize()};
-        byte[][] source = features != null ? features : new byte[][] {x};
         if (batchLabels == null || batchLabels.length != b) {
             batchInputs = new byte[width.length][];
             for (int k = 0; k < width.length; k++) batchInputs[k] = new byte[b * width[k]];
@@ -115,7 +108,7 @@ public final class Training {
             for (int k = 0; k < width.length; k++) System.arraycopy(source[k], idx[i] * width[k], in[k], i * width[k], width[k]);
             yb[i] = labels[idx[i]];
         }
-        return trainer.step(kernels -> loss(features != null ? runner.suffix(in, b, kernels) : runner.forward(in[0], b, kernels), yb));
+        return trainer.step(kernels -> loss(cached ? runner.suffix(in, b, kernels) : runner.forward(in[0], b, kernels), yb));
     }
 
     private double loss(byte[] logits, int[] yb) {
@@ -128,11 +121,8 @@ public final class Training {
         int d = meta.inputSize(), hits = 0;
         for (int s = 0; s < labels.length; s += chunk) {
             int b = Math.min(chunk, labels.length - s);
-            byte[] xb = new byte[b * d];
-            System.arraycopy(x, s * d, xb, 0, b * d);
-            int[] yb = new int[b];
-            System.arraycopy(labels, s, yb, 0, b);
-            hits += Losses.correct(runner.forward(xb, b, kernels), yb, meta.numClasses);
+            hits += Losses.correct(runner.forward(Arrays.copyOfRange(x, s * d, (s + b) * d), b, kernels),
+                                   Arrays.copyOfRange(labels, s, s + b), meta.numClasses);
         }
         return (double) hits / labels.length;
     }

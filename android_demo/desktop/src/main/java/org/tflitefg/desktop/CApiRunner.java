@@ -19,6 +19,7 @@ public final class CApiRunner implements ForwardRunner {
     private final Signature prefix;
     private final Signature suffix;
     private final Signature probe;
+    private final String[] cuts;  // prefix's outputs = suffix's feature inputs: h0, h1, ... in number order
 
     /** One signature runner: its input and output names, resized to the batch when it changes. */
     private final class Signature {
@@ -107,6 +108,8 @@ public final class CApiRunner implements ForwardRunner {
         if (!split && p != null) p.close();
         if (!split && s != null) s.close();
         probe = signature("probe");
+        cuts = split ? p.outputs.clone() : new String[0];
+        java.util.Arrays.sort(cuts, java.util.Comparator.comparingInt(n -> Integer.parseInt(n.substring(1))));  // as FgModel
     }
 
     private Signature signature(String key) {
@@ -132,33 +135,24 @@ public final class CApiRunner implements ForwardRunner {
         return prefix != null;
     }
 
-    /** Cut tensors h0, h1, ... in the order of their number (FgModel does the same). */
-    private static String[] cutNames(Signature s) {
-        String[] names = s.outputs.clone();
-        java.util.Arrays.sort(names, java.util.Comparator.comparingInt(n -> Integer.parseInt(n.substring(1))));
-        return names;
-    }
-
     @Override
     public byte[][] prefix(byte[] x, int batch) {
         if (prefix == null) return ForwardRunner.super.prefix(x, batch);
         prefix.batch(batch);
         prefix.in(meta.inputName, x);
         prefix.invoke();
-        String[] names = cutNames(prefix);
-        byte[][] out = new byte[names.length][];
-        for (int k = 0; k < names.length; k++) out[k] = prefix.outBytes(names[k]);
+        byte[][] out = new byte[cuts.length][];
+        for (int k = 0; k < cuts.length; k++) out[k] = prefix.outBytes(cuts[k]);
         return out;
     }
 
     @Override
     public byte[] suffix(byte[][] features, int batch, byte[][] kernels) {
         if (suffix == null) return ForwardRunner.super.suffix(features, batch, kernels);
-        String[] names = cutNames(prefix);
-        if (features.length != names.length)
-            throw new IllegalArgumentException(features.length + " feature tensors given, 'suffix' reads " + names.length);
+        if (features.length != cuts.length)
+            throw new IllegalArgumentException(features.length + " feature tensors given, 'suffix' reads " + cuts.length);
         suffix.batch(batch);
-        for (int k = 0; k < names.length; k++) suffix.in(names[k], features[k]);
+        for (int k = 0; k < cuts.length; k++) suffix.in(cuts[k], features[k]);
         suffix.kernels(kernels);
         suffix.invoke();
         return suffix.outBytes(meta.outputName);
