@@ -11,7 +11,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from converters.keras_compat import keras
+from converters.keras_compat import keras, tf
 
 WEIGHT_LAYERS = (keras.layers.Conv2D, keras.layers.DepthwiseConv2D, keras.layers.Dense)
 _RELU_NAMES = {"relu": "relu", "relu6": "relu6"}
@@ -33,20 +33,75 @@ def _consumers(model) -> dict[str, list[str]]:
 
 
 def as_functional(model):
-    """Sequential models are rebuilt as functional ones so every pass below sees one graph API."""
-    if isinstance(model, keras.Sequential):
-        inputs = keras.Input(model.input_shape[1:], name="input")
-        x = inputs
-        for layer in model.layers:
-            x = layer(x)
-        return keras.Model(inputs, x, name=model.name)
+    """A flat functional view of ``model`` in which every layer has exactly one inbound node.
+
+    A plain functional model whose layers are called once (in this model only) is returned as is.
+    Otherwise (a Sequential, a Model or Sequential used as a layer at any depth, or layers also
+    called in another model) the graph is rebuilt from fresh layers: each cloned from its config,
+    keeping its name, with a copy of its weights; nested models are inlined. The caller's model is
+    left unchanged. Layer names must stay unique after inlining: selections are by name."""
+    if isinstance(model, keras.Sequential) and not model.inputs:
+        raise ValueError(f"Sequential model {model.name!r} has no input shape: build it first "
+                         "(model.build((None, ...))) or give its first layer an input_shape")
+    _require_graph(model)
     if len(model.inputs) != 1 or len(model.outputs) != 1:
         raise ValueError(f"model {model.name!r}: only single-input, single-output models are supported")
-    for layer in model.layers:
-        if len(layer._inbound_nodes) > 1:
-            raise ValueError(f"layer {layer.name!r} is shared (called {len(layer._inbound_nodes)} times); "
-                             "unshare it before conversion")
-    return model
+    if not isinstance(model, keras.Sequential) and all(
+            len(l._inbound_nodes) == 1 and not isinstance(l, keras.Model) for l in model.layers):
+        return model
+    source = model.inputs[0]
+    input_name = source._keras_history.layer.name
+    inputs = keras.Input(source.shape[1:], dtype=source.dtype, name=input_name)
+    called: dict[int, object] = {}
+    (outputs,) = _inline(model, [inputs], called)
+    names = [input_name] + [l.name for l in called.values() if not isinstance(l, keras.Model)]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise ValueError(f"model {model.name!r}: layer name(s) {duplicates} occur more than once after nested "
+                         "models are inlined; rename them (names select the trainable layers)")
+    return keras.Model(inputs, outputs, name=model.name)
+
+
+def _require_graph(model) -> None:
+    if not isinstance(model, keras.Sequential) and not getattr(model, "_is_graph_network", False):
+        raise ValueError(f"model {model.name!r} is a subclassed Model; only Sequential and functional "
+                         "models (also nested in each other) can be converted")
+
+
+def _inline(model, inputs: list, called: dict[int, object]) -> list:
+    """Run ``model``'s graph on ``inputs`` with fresh layers (nested models inlined recursively);
+    returns its outputs, flattened. ``called`` collects every layer called, by id."""
+    _require_graph(model)
+    if isinstance(model, keras.Sequential):
+        (x,) = inputs
+        for layer in model.layers:
+            (x,) = _call_fresh(layer, (x,), {}, called)
+        return [x]
+    if len(model.inputs) != len(inputs):
+        raise ValueError(f"model {model.name!r} takes {len(model.inputs)} inputs, called with {len(inputs)}")
+    tensors = {id(t): new for t, new in zip(model.inputs, inputs)}
+    for depth in sorted(model._nodes_by_depth, reverse=True):   # topological order, as Keras runs it
+        for node in model._nodes_by_depth[depth]:
+            if node.is_input or any(id(t) not in tensors for t in node.keras_inputs):
+                continue
+            args, kwargs = tf.nest.map_structure(lambda t: tensors.get(id(t), t), (node.call_args, node.call_kwargs))
+            outputs = _call_fresh(node.layer, args, kwargs, called)
+            tensors.update(zip(map(id, tf.nest.flatten(node.outputs)), outputs))
+    return [tensors[id(t)] for t in model.outputs]
+
+
+def _call_fresh(layer, args, kwargs, called: dict[int, object]) -> list:
+    """Call a fresh copy of ``layer`` (inline it if it is a model); returns its outputs, flattened."""
+    if id(layer) in called:
+        raise ValueError(f"layer {layer.name!r} is shared (called more than once); unshare it before conversion")
+    called[id(layer)] = layer
+    if isinstance(layer, keras.Model):  # its call kwargs (e.g. training=False) do not carry over
+        return _inline(layer, tf.nest.flatten(args[0] if args else kwargs["inputs"]), called)
+    fresh = _clone_layer(layer)
+    outputs = fresh(*args, **kwargs)
+    if layer.weights:
+        fresh.set_weights(layer.get_weights())
+    return tf.nest.flatten(outputs)
 
 
 def rebuild(model, make_layer: Callable[[object], object | None]):

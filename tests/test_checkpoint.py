@@ -195,3 +195,15 @@ def test_resume_is_bit_exact_with_the_enhancements_states(tmp_path, overrides):
     final = history[-1][0]
     assert rest[-1][0].step == final.step and rest[-1][0].forward_passes == final.forward_passes
     assert all(np.array_equal(a, b) for a, b in zip(rest[-1][0].params, final.params))
+
+
+def test_mismatch_names_only_the_differing_settings(tmp_path):
+    path = tmp_path / "c.npz"
+    config = {f"knob_{i}": i for i in range(40)}
+    state = trainer.TrainState([np.zeros(3, np.int8)], (), (), 1, 6)
+    checkpoint.save_checkpoint(path, state, {"config": config, "engine": "xnnpack"})
+    with pytest.raises(CheckpointError) as err:
+        checkpoint.load_checkpoint(path, {"config": {**config, "knob_7": 8}, "engine": "builtin"})
+    msg = str(err.value)
+    assert "config.knob_7: checkpoint has 7, this run has 8" in msg and "engine: checkpoint has 'xnnpack'" in msg
+    assert "knob_6" not in msg and len(msg) < 400

@@ -114,3 +114,140 @@ def test_mobilenet_layers_convert_with_every_layer_trainable(tmp_path):
     np.testing.assert_array_equal(model.forward(xq, model.initial_params()), logits)
     ref = folded(x).numpy()
     assert (logits.argmax(1) == ref.argmax(1)).mean() >= 0.95
+
+
+def _cnn_layers():
+    """A small CNN with fixed names and seeded initialisers: ReLU both as ReLU() and Activation("relu"),
+    a conv without bias before BN, max and average pooling, Flatten, a softmax Dense."""
+    L, init = keras.layers, keras.initializers.GlorotUniform
+    return [L.Conv2D(8, 3, padding="same", use_bias=False, kernel_initializer=init(0), name="conv1"),
+            L.BatchNormalization(name="bn1"), L.ReLU(name="relu1"), L.MaxPooling2D(name="pool1"),
+            L.Conv2D(16, 3, strides=2, kernel_initializer=init(1), name="conv2"),
+            L.BatchNormalization(name="bn2"), L.Activation("relu", name="relu2"),
+            L.AveragePooling2D(name="pool2"), L.Flatten(name="flatten"),
+            L.Dense(10, activation="softmax", kernel_initializer=init(2), name="head")]
+
+
+@pytest.fixture(scope="module")
+def sequential_cnn(fewshot_task):
+    """The CNN as a Sequential on the task's 32x32x3 images, random BN statistics, prototype head."""
+    model = keras.Sequential([keras.Input((32, 32, 3), name="image"), *_cnn_layers()], name="cnn")
+    rng = np.random.default_rng(0)
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            shape = layer.gamma.shape
+            layer.set_weights([rng.uniform(0.5, 1.5, shape), rng.normal(0, 0.2, shape),
+                               rng.normal(0, 0.2, shape), rng.uniform(0.5, 2.0, shape)])
+    features = gs.feature_model(model).predict(fewshot_task.x_support, verbose=0)
+    model.get_layer("head").set_weights(gs.prototype_head(features, fewshot_task.y_support, 10))
+    return model
+
+
+def _convert(model, x, path):
+    pipeline.save(path, *pipeline.convert_keras_model(model, pipeline.ConvertConfig(trainable="last:2"), x))
+    return FgModel(path)
+
+
+@pytest.fixture(scope="module")
+def sequential_cnn_fg(sequential_cnn, fewshot_task, tmp_path_factory):
+    return _convert(sequential_cnn, fewshot_task.x_support, tmp_path_factory.mktemp("seq") / "cnn.tflite")
+
+
+def test_sequential_is_rebuilt_from_fresh_layers(sequential_cnn, fewshot_task):
+    """Issue 16: a Sequential used to fail in _consumers (KeyError on its input layer's name)."""
+    flat = gs.as_functional(sequential_cnn)
+    assert [l.name for l in flat.layers] == ["image"] + [l.name for l in sequential_cnn.layers]
+    assert all(len(l._inbound_nodes) == 1 for l in flat.layers + sequential_cnn.layers)
+    assert not {id(l) for l in flat.layers} & {id(l) for l in sequential_cnn.layers}
+    x = fewshot_task.x_test[:128]
+    ref = sequential_cnn(x).numpy()
+    np.testing.assert_array_equal(flat(x).numpy(), ref)
+    folded = gs.fold_batchnorm_and_relu(sequential_cnn)
+    assert [l.name for l in folded.layers] == ["image", "conv1", "pool1", "conv2", "pool2", "flatten", "head"]
+    assert [folded.get_layer(n).get_config()["activation"] for n in ("conv1", "conv2", "head")] == \
+        ["relu", "relu", "linear"]
+    np.testing.assert_allclose(tf.nn.softmax(folded(x)).numpy(), ref, atol=1e-6)
+    # The few-shot path: prototype_model reads the features of a Sequential too (its head is the prototype one).
+    proto = ctasks.prototype_model(sequential_cnn, fewshot_task.x_support, fewshot_task.y_support, 10)
+    np.testing.assert_allclose(proto(x).numpy(), folded(x).numpy(), rtol=1e-5, atol=1e-4)
+
+
+def test_sequential_converts(sequential_cnn, sequential_cnn_fg, fewshot_task):
+    model = sequential_cnn_fg
+    assert [(t.layer, t.op) for t in model.meta.trainable] == [("conv2", "Conv2D"), ("head", "Dense")]
+    x = fewshot_task.x_test
+    xq = model.quantize_input(x)
+    logits = model.infer(xq)
+    np.testing.assert_array_equal(model.forward(xq, model.initial_params()), logits)
+    ref = sequential_cnn.predict(x, verbose=0).argmax(1)
+    assert (logits.argmax(1) == ref).mean() >= 0.9
+
+
+def test_sequential_and_functional_convert_alike(sequential_cnn, sequential_cnn_fg, fewshot_task, tmp_path):
+    inputs = keras.Input((32, 32, 3), name="image")
+    x = inputs
+    for layer in _cnn_layers():
+        x = layer(x)
+    functional = keras.Model(inputs, x, name="cnn")
+    for layer in sequential_cnn.layers:
+        functional.get_layer(layer.name).set_weights(layer.get_weights())
+    model = _convert(functional, fewshot_task.x_support, tmp_path / "functional.tflite")
+    assert model.meta.trainable == sequential_cnn_fg.meta.trainable
+    xq = model.quantize_input(fewshot_task.x_test[:256])
+    np.testing.assert_array_equal(sequential_cnn_fg.forward(xq, sequential_cnn_fg.initial_params()),
+                                  model.forward(xq, model.initial_params()))
+
+
+def _prototype_wrapped(resnet8, task):
+    """ResNet-8's feature part nested, as one layer, in a Sequential with a new prototype head."""
+    wrapped = keras.Sequential([gs.feature_model(resnet8), keras.layers.Dense(10, name="head")], name="wrapped")
+    wrapped.build((None, 32, 32, 3))
+    features = gs.feature_model(wrapped).predict(task.x_support, verbose=0)
+    head = gs.prototype_head(features, task.y_support, 10)
+    wrapped.get_layer("head").set_weights(head)
+    return wrapped, gs.replace_head(resnet8, *head)
+
+
+def test_nested_models_are_inlined(resnet8, fewshot_task):
+    """Nested at depth 1 (a Model inside a Sequential) and 2 (inside a Sequential inside a functional
+    model): flat, the same layers as the unnested network, the same float outputs."""
+    wrapped, unnested = _prototype_wrapped(resnet8, fewshot_task)
+    inputs = keras.Input((32, 32, 3), name="image")
+    deeper = keras.Model(inputs, wrapped.get_layer("head")(keras.Sequential([gs.feature_model(resnet8)])(inputs)))
+    x = fewshot_task.x_test[:64]
+    ref = unnested(x).numpy()
+    for model in (wrapped, deeper):
+        flat = gs.as_functional(model)
+        assert not any(isinstance(l, keras.Model) for l in flat.layers)
+        assert [l.name for l in flat.layers[1:]] == [l.name for l in unnested.layers[1:]]
+        np.testing.assert_array_equal(flat(x).numpy(), ref)
+        folded = gs.fold_batchnorm_and_relu(model)
+        assert gs.select_trainable(folded, "last:2") == ["conv2d_7", "head"]
+        np.testing.assert_allclose(folded(x).numpy(), ref, rtol=1e-5, atol=1e-4)
+
+
+def test_nested_resnet8_converts(resnet8, fewshot_task, tmp_path):
+    wrapped, unnested = _prototype_wrapped(resnet8, fewshot_task)
+    model = _convert(wrapped, fewshot_task.x_support, tmp_path / "nested.tflite")
+    assert [t.layer for t in model.meta.trainable] == ["conv2d_7", "head"]
+    logits = model.infer(model.quantize_input(fewshot_task.x_test))
+    assert (logits.argmax(1) == unnested.predict(fewshot_task.x_test, verbose=0).argmax(1)).mean() >= 0.9
+
+
+def test_unbuilt_sequential_is_rejected():
+    model = keras.Sequential([keras.layers.Dense(4)], name="unbuilt")
+    with pytest.raises(ValueError, match="'unbuilt' has no input shape: build it first"):
+        gs.fold_batchnorm_and_relu(model)
+
+
+def test_duplicate_names_and_shared_layers_are_rejected():
+    def block():
+        return keras.Sequential([keras.layers.Dense(4, name="fc")])
+    model = keras.Sequential([keras.Input((4,)), block(), block()], name="twice")
+    with pytest.raises(ValueError, match=r"'twice': layer name\(s\) \['fc'\] occur more than once"):
+        gs.as_functional(model)
+    inputs = keras.Input((4,))
+    dense, inner = keras.layers.Dense(4, name="shared"), block()
+    for outputs, name in ((dense(dense(inputs)), "shared"), (inner(inner(inputs)), inner.name)):
+        with pytest.raises(ValueError, match=f"layer '{name}' is shared"):
+            gs.as_functional(keras.Model(inputs, outputs))

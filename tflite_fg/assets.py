@@ -36,6 +36,8 @@ import tempfile
 import zipfile
 from collections.abc import Callable, Iterable, Mapping
 
+from tflite_fg.errors import UserError
+
 Log = Callable[[str], None] | None
 
 ENV_VAR = "TFLITE_FG_CACHE"
@@ -130,7 +132,7 @@ MANIFEST: dict[str, str] = {
 }
 
 
-class AssetError(RuntimeError):
+class AssetError(UserError):
     """An asset could not be fetched or failed its checksum (message says what to do)."""
 
 

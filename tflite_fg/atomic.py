@@ -1,28 +1,49 @@
 """Atomic file writes: temp file in the same directory, fsync, rename, fsync the directory.
 
-A crash or a full disk never leaves a half-written model, metadata or checkpoint under its final
-name, and the previous file stays intact until the new one is complete.
+A crash, a full disk or an interrupt never leaves a half-written model, metadata or checkpoint under its
+final name, and the previous file stays intact until the new one is complete. The temp file's name is
+chosen before it exists, so an interrupt at any point (even inside its creation) still removes it; a temp
+file left by a killed process (SIGKILL, power loss) is removed by the next write to the same path.
 """
 from __future__ import annotations
 
 import os
 import pathlib
-import tempfile
+import secrets
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _remove_stale_temps(path: pathlib.Path) -> None:
+    """Temp files of `path` written by processes that no longer run."""
+    for tmp in path.parent.glob(f".{path.name}.*.tmp"):
+        pid = tmp.name[len(path.name) + 2:].split(".", 1)[0]
+        if pid.isdigit() and not _pid_alive(int(pid)):
+            tmp.unlink(missing_ok=True)
 
 
 def atomic_write(path: str | os.PathLike, data: bytes) -> None:
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    _remove_stale_temps(path)
+    tmp = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
     try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+        tmp.unlink(missing_ok=True)
         raise
     if hasattr(os, "O_DIRECTORY"):  # persist the rename itself (POSIX)
         dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from tflite_fg.atomic import atomic_write
+from tflite_fg.errors import UserError
 from tflite_fg.trainer import TrainState
 
 FORMAT = "tflite-fg-checkpoint"
@@ -30,7 +31,7 @@ _HEADER = "header_json"
 _FIX = "Delete or move the file and resume from an older checkpoint, or restart training."
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserError):
     """A checkpoint is unreadable, corrupt, or belongs to a different run/model."""
 
 
@@ -89,6 +90,18 @@ def _digest(header: dict, arrays: dict[str, np.ndarray]) -> str:
         h.update(f"{name}|{a.dtype.str}|{a.shape}|".encode())
         h.update(a.tobytes())
     return h.hexdigest()
+
+
+def _differences(stored: dict, expected: dict, prefix: str = "") -> list[tuple[str, Any, Any]]:
+    """(dotted key, stored, expected) for every expected leaf the stored meta does not match."""
+    out = []
+    for key, want in expected.items():
+        have = stored.get(key, "<missing>") if isinstance(stored, dict) else "<missing>"
+        if isinstance(want, dict) and isinstance(have, dict):
+            out += _differences(have, want, f"{prefix}{key}.")
+        elif have != want:
+            out.append((f"{prefix}{key}", have, want))
+    return out
 
 
 def save_checkpoint(path: str | os.PathLike, state: TrainState, meta: dict) -> None:
@@ -151,12 +164,11 @@ def load_checkpoint(path: str | os.PathLike, expected_meta: dict | None = None) 
                               f"the file was modified or corrupted. {_FIX}")
     meta = header["meta"]
     if expected_meta is not None:
-        expected = json.loads(json.dumps(expected_meta))
-        wrong = {k: (meta.get(k, "<missing>"), v) for k, v in expected.items() if meta.get(k, "<missing>") != v}
+        wrong = _differences(meta, json.loads(json.dumps(expected_meta)))
         if wrong:
-            details = "; ".join(f"{k}: checkpoint has {s!r}, this run expects {e!r}" for k, (s, e) in wrong.items())
+            details = "; ".join(f"{k}: checkpoint has {s!r}, this run has {e!r}" for k, s, e in wrong)
             raise CheckpointError(f"{path} belongs to a different run or model ({details}). Resume with the "
-                                  "matching model/config, or point to a fresh checkpoint path to restart.")
+                                  "same settings, or start a fresh run in another directory.")
     try:
         params = [arrays[f"param_{i}"] for i in range(header["num_params"])]
         est = [arrays[f"estimator_leaf_{i}"] for i in range(sum(k.startswith("estimator_leaf_") for k in arrays))]

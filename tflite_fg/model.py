@@ -21,6 +21,7 @@ import numpy as np
 from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
 from tflite_fg import data, flatbuf, losses
+from tflite_fg.errors import UserError
 from tflite_fg.metadata import Metadata, read_metadata, sha256_bytes
 from tflite_fg.runner import SignatureFn
 
@@ -35,13 +36,16 @@ ENGINES = {
 }
 
 
-class ModelError(ValueError):
+class ModelError(UserError):
     """A model file that cannot be trained: says what is wrong and how to get a good one."""
 
 
 def load_interpreter(model_bytes: bytes, engine: str, num_threads: int | None, what: str) -> Interpreter:
     if engine not in ENGINES:
         raise ValueError(f"engine {engine!r}: choose one of {sorted(ENGINES)}")
+    if num_threads is not None and (isinstance(num_threads, bool) or not isinstance(num_threads, int)
+                                    or num_threads < 1):
+        raise UserError(f"num_threads={num_threads!r}: give an integer >= 1, or leave it unset for LiteRT's default")
     try:
         flatbuf.parse(model_bytes)
         return Interpreter(model_content=model_bytes, experimental_op_resolver_type=ENGINES[engine],
@@ -56,13 +60,19 @@ class FgModel:
 
     def __init__(self, path: str | os.PathLike, engine: str = "builtin", num_threads: int | None = None):
         self.path = pathlib.Path(path)
+        if not self.path.is_file():
+            raise ModelError(f"{self.path}: no such model file; give a .tflite written by `python tools/convert.py` "
+                             "(or a run's trained.tflite)")
         self.model_bytes = self.path.read_bytes()
         self.interpreter = load_interpreter(self.model_bytes, engine, num_threads, str(self.path))
         signatures = self.interpreter.get_signature_list()
         if FORWARD not in signatures:
             raise ModelError(f"{self.path} has no '{FORWARD}' training signature (it has {sorted(signatures)}): "
                              "it is a plain inference model; convert the Keras model with `python tools/convert.py`")
-        self.meta: Metadata = read_metadata(self.path)
+        try:
+            self.meta: Metadata = read_metadata(self.path)
+        except (FileNotFoundError, ValueError) as e:
+            raise ModelError(str(e)) from e
         if self.meta.model_sha256 != sha256_bytes(self.model_bytes):
             raise ModelError(f"{self.path} does not match its metadata (sha256 differs): the model was modified "
                              "or replaced; reconvert or restore the matching pair")
@@ -105,6 +115,11 @@ class FgModel:
     def initial_params(self) -> list[np.ndarray]:
         """The trainable kernels as stored in `infer` (conversion or the last export)."""
         return [flatbuf.read_int8(self.model_bytes, t.infer_offset, t.shape) for t in self.meta.trainable]
+
+    def input_range(self) -> tuple[float, float]:
+        """The float inputs that quantize without clipping (to within half an input LSB)."""
+        scale, zero_point = self.meta.input_scale, self.meta.input_zero_point
+        return (-128.5 - zero_point) * scale, (127.5 - zero_point) * scale
 
     def quantize_input(self, x: np.ndarray) -> np.ndarray:
         """float examples (already preprocessed) -> int8 batch, after checking shape and values."""

@@ -9,9 +9,9 @@ from tflite_fg import assets, runs, tasks
 
 def define_task_flags() -> None:
     """The default few-shot task's flags (--shots, --n_test, --data_seed, --trainable)."""
-    flags.DEFINE_integer("shots", 20, "Default task: labelled training images per class.")
-    flags.DEFINE_integer("n_test", 1000, "Default task: held-out test images.")
-    flags.DEFINE_integer("data_seed", 0, "Default task: seed of the support/test split.")
+    flags.DEFINE_integer("shots", 20, "Default task: labelled training images per class.", lower_bound=1)
+    flags.DEFINE_integer("n_test", 1000, "Default task: held-out test images.", lower_bound=1)
+    flags.DEFINE_integer("data_seed", 0, "Default task: seed of the support/test split.", lower_bound=0)
     flags.DEFINE_string("trainable", "last:4", "Default task: trainable layers of the converted model (converted "
                         "once, when no current conversion is cached).")
 

@@ -23,6 +23,8 @@ import numpy as np
 from _notes import kept_notes
 from absl import app, flags
 
+import _cli
+
 from tflite_fg import runs
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -190,4 +192,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    _cli.run(main)

@@ -26,6 +26,7 @@ import time
 import numpy as np
 from absl import app, flags, logging
 
+import _cli
 import _pool
 from bench_report import load_summaries, summarize, write_report
 from converters import suite
@@ -141,4 +142,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    _cli.run(main)

@@ -23,6 +23,8 @@ import time
 import numpy as np
 from absl import app, flags
 
+import _cli
+
 from tflite_fg import assets, build, engines, memory, objective, profiling, rng, runs, tasks, trainer
 from tflite_fg.config import TrainConfig
 from tflite_fg.model import FgModel
@@ -351,4 +353,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    _cli.run(main)

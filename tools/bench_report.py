@@ -14,6 +14,8 @@ import numpy as np
 from _notes import kept_notes
 from absl import app, flags
 
+import _cli
+
 from converters.benchmark import TRAINED_METHODS
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -213,4 +215,4 @@ def main(argv):
 if __name__ == "__main__":  # flags here: tools/bench.py imports this module and has its own
     flags.DEFINE_string("results", str(ROOT / "bench" / "results" / "paper"), "Summaries written by tools/bench.py.")
     flags.DEFINE_string("doc", str(ROOT / "docs" / "benchmarks.md"), "The report.")
-    app.run(main)
+    _cli.run(main)

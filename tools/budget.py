@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 from absl import app, flags, logging
 
+import _cli
 import _notes
 import _pool
 from bench_report import mean_ci
@@ -309,4 +310,4 @@ def write_report(summary: dict, doc: pathlib.Path, png: pathlib.Path) -> None:
 
 
 if __name__ == "__main__":
-    app.run(main)
+    _cli.run(main)

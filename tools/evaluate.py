@@ -4,17 +4,18 @@
 """
 import _paths  # noqa: F401
 
-import numpy as np
 from absl import app, flags
 
-from tflite_fg import tasks
+import _cli
+
+from tflite_fg import datafile, tasks
 from tflite_fg.model import ENGINES, FgModel
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model", None, "A tflite_fg .tflite (with its .json).", required=True)
 flags.DEFINE_string("data", None, "Own data: .npz with x_test, y_test (preprocessed float).")
 flags.DEFINE_integer("shots", 20, "Default task: shots of the split (the test images do not depend on it).")
-flags.DEFINE_integer("n_test", 1000, "Default task: held-out test images.")
+flags.DEFINE_integer("n_test", 1000, "Default task: held-out test images.", lower_bound=1)
 flags.DEFINE_integer("data_seed", 0, "Default task: split seed.")
 flags.DEFINE_enum("engine", "xnnpack", sorted(ENGINES), "LiteRT kernels.")
 flags.DEFINE_string("cache_dir", None, "Asset cache.")
@@ -22,13 +23,20 @@ flags.DEFINE_string("cache_dir", None, "Asset cache.")
 
 def main(argv):
     del argv
+    if FLAGS.data and any(FLAGS[n].present for n in ("shots", "n_test", "data_seed")):
+        raise app.UsageError("--shots, --n_test and --data_seed choose the default task's test images; "
+                             "they have no effect with --data")
     model = FgModel(FLAGS.model, engine=FLAGS.engine)
     if FLAGS.data:
-        with np.load(FLAGS.data, allow_pickle=False) as d:
-            x, y = d["x_test"], d["y_test"]
+        arrays = datafile.load_npz(FLAGS.data, ("x_test", "y_test"))
+        x, y = arrays["x_test"], arrays["y_test"]
     else:
         t = tasks.load_fmnist_fewshot(FLAGS.shots, FLAGS.n_test, FLAGS.data_seed, FLAGS.cache_dir)
         x, y = t.x_test, t.y_test
+    x, y, warning = datafile.check_split(x, y, "test", model.meta.input_shape, model.meta.num_classes,
+                                         model.input_range(), FLAGS.data or "")
+    if warning:
+        print(warning)
     xq = model.quantize_input(x)
     acc_infer = model.accuracy(xq, y)
     acc_forward = model.accuracy(xq, y, model.initial_params())
@@ -38,4 +46,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    _cli.run(main)

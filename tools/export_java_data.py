@@ -17,8 +17,9 @@ import pathlib
 import shutil
 
 import numpy as np
-from absl import app, flags
+from absl import flags
 
+import _cli
 import _models
 
 from tflite_fg import build, export, objective, selection, selective, tasks, trainer
@@ -125,4 +126,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    _cli.run(main)

@@ -15,6 +15,8 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
 from absl import app, flags  # noqa: E402
 
+import _cli  # noqa: E402
+
 from tflite_fg import assets  # noqa: E402
 
 _CACHE_DIR = flags.DEFINE_string(
@@ -28,11 +30,7 @@ def main(argv: list[str]) -> None:
     unknown = [g for g in _ONLY.value if g not in assets.ALL_GROUPS]
     if unknown:
         raise app.UsageError(f"--only: unknown group(s) {unknown}; choose from {list(assets.ALL_GROUPS)}")
-    try:
-        root = assets.ensure_assets(_CACHE_DIR.value, which=_ONLY.value, log=print)
-    except assets.AssetError as e:
-        print(f"fetch_assets: {e}", file=sys.stderr)
-        sys.exit(2)
+    root = assets.ensure_assets(_CACHE_DIR.value, which=_ONLY.value, log=print)
     files = [root / rel for g in _ONLY.value for rel in assets.group_files(g)]
     total = sum(f.stat().st_size for f in files)
     print(f"cache: {root}")
@@ -40,4 +38,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    app.run(main)
+    _cli.run(main)

@@ -19,7 +19,8 @@ import json
 import pathlib
 
 import numpy as np
-from absl import app
+
+import _cli
 
 from tflite_fg import build, selection, trainer
 from tflite_fg.config import TrainConfig
@@ -152,4 +153,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    _cli.run(main)

@@ -25,6 +25,7 @@ import time
 import numpy as np
 from absl import app, flags, logging
 
+import _cli
 import _notes
 from converters import landscape as cland
 from converters.benchmark import Hyper
@@ -274,4 +275,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    _cli.run(main)

@@ -12,7 +12,9 @@ import _paths  # noqa: F401
 import pathlib
 import sys
 
-from absl import app, flags
+from absl import flags
+
+import _cli
 
 from tflite_fg import memory, runs
 from tflite_fg.model import ModelError
@@ -137,4 +139,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    _cli.run(main)

@@ -8,7 +8,9 @@ TensorFlow version, sha256); the recipe is converters.fmnist_cnn.RECIPE.
 """
 import _paths  # noqa: F401
 
-from absl import app, flags
+from absl import flags
+
+import _cli
 
 from converters import fmnist_cnn
 from tflite_fg import assets
@@ -29,4 +31,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    _cli.run(main)

@@ -11,7 +11,9 @@
 import _paths  # noqa: F401
 
 import dataclasses
+import math
 import pathlib
+import shlex
 import sys
 import time
 from typing import Callable, NamedTuple
@@ -19,10 +21,11 @@ from typing import Callable, NamedTuple
 import numpy as np
 from absl import app, flags
 
+import _cli
 import _models
 
-from tflite_fg import (build, checkpoint, export, masks, objective, runs, schedules, selection, selective,
-                       tasks, trainer)
+from tflite_fg import (build, checkpoint, datafile, export, masks, objective, runs, schedules, selection,
+                       selective, tasks, trainer)
 from tflite_fg.config import DISTRIBUTIONS, ESTIMATORS, PRECISIONS, TrainConfig
 from tflite_fg.model import ENGINES, FgModel
 from tflite_fg.precision import ARITHMETICS, ROUNDINGS
@@ -35,10 +38,10 @@ flags.DEFINE_string("data", None, "Own data: .npz with x_train, y_train, x_test,
                     "unset: the default Fashion-MNIST few-shot task.")
 _models.define_task_flags()
 flags.adopt_module_key_flags(_models)  # so --help lists them
-flags.DEFINE_integer("seed", 0, "Seed of perturbations and mini-batches.")
-flags.DEFINE_integer("steps", 5000, "Training steps (each 2m forward passes).")
-flags.DEFINE_integer("batch_size", 64, "Mini-batch size.")
-flags.DEFINE_integer("m", 3, "Perturbations per step (Sign-m-SPSA).")
+flags.DEFINE_integer("seed", 0, "Seed of perturbations and mini-batches.", lower_bound=0)
+flags.DEFINE_integer("steps", 5000, "Training steps (each 2m forward passes).", lower_bound=1)
+flags.DEFINE_integer("batch_size", 64, "Mini-batch size.", lower_bound=1)
+flags.DEFINE_integer("m", 3, "Perturbations per step (Sign-m-SPSA).", lower_bound=1)
 flags.DEFINE_float("eps_lsb", 8, "Perturbation scale in int8 weight LSBs (w8: whole LSBs; w16: multiples "
                    "of 1/256).")
 flags.DEFINE_float("lr", 0.5, "Learning rate of the last trainable tensor (the head), in int8 LSBs per unit of z "
@@ -55,7 +58,8 @@ flags.DEFINE_enum("update_rounding", "nearest", ROUNDINGS, "Rounding of the weig
 flags.DEFINE_enum("engine_rounding", "nearest", ROUNDINGS, "w16: rounding of the master copy for the engine.")
 flags.DEFINE_float("momentum_alpha", 0.0, "Momentum-guided sampling alpha (0: off).")
 flags.DEFINE_float("momentum_beta_min", 0.5, "Momentum-guided sampling: final beta (1 = purely random).")
-flags.DEFINE_integer("momentum_decay_steps", 1000, "Momentum-guided sampling: steps for beta to go 1 -> min.")
+flags.DEFINE_integer("momentum_decay_steps", 1000, "Momentum-guided sampling: steps for beta to go 1 -> min.",
+                     lower_bound=0)
 flags.DEFINE_float("sam_rho", 0.0, "Sharpness-aware ascent step in units of eps (0: off; +2 forward passes/step).")
 flags.DEFINE_bool("kernel_norm", False, "Kernel-wise normalization of perturbations: z_i / ||z_i|| * ||w_i||.")
 flags.DEFINE_enum("mask", "none", masks.KINDS, "Sparse update mask over the trainable weights.")
@@ -64,25 +68,31 @@ flags.DEFINE_float("mask_threshold_lsb", 8.0, "threshold mask: train weights wit
 flags.DEFINE_enum("select", "none", ("none", *selection.STRATEGIES), "Neuron selection under --budget "
                   "(docs/budget.md): which output channels of the trainable tensors may change.")
 flags.DEFINE_float("budget", 0.274, "--select: fraction of the trainable kernel parameters that may change.")
-flags.DEFINE_integer("select_every", 250, "--select random/velocity: re-select every N steps.")
+flags.DEFINE_integer("select_every", 250, "--select random/velocity: re-select every N steps.", lower_bound=1)
 flags.DEFINE_enum("select_init", "random", selection.INIT_STRATEGIES, "--select=velocity: strategy of the first "
                   "two rounds (velocity needs three observations).")
-flags.DEFINE_integer("probe_per_class", 5, "--select=velocity: training examples per class in the fixed probe batch.")
+flags.DEFINE_integer("probe_per_class", 5, "--select=velocity: training examples per class in the fixed probe batch.",
+                     lower_bound=1)
 flags.DEFINE_enum("schedule", "constant", schedules.KINDS, "Learning-rate schedule.")
 flags.DEFINE_float("schedule_final", 0.0, "cosine: final lr multiplier.")
-flags.DEFINE_integer("schedule_every", 1000, "step: decay period in steps.")
+flags.DEFINE_integer("schedule_every", 1000, "step: decay period in steps.", lower_bound=1)
 flags.DEFINE_float("schedule_factor", 0.5, "step: lr multiplier per period.")
 flags.DEFINE_enum("engine", "xnnpack", sorted(ENGINES), "LiteRT kernels (see docs/design.md).")
-flags.DEFINE_integer("num_threads", None, "Interpreter threads (default: LiteRT's).")
+flags.DEFINE_integer("num_threads", None, "Interpreter threads (default: LiteRT's).", lower_bound=1)
 flags.DEFINE_enum("prefix_cache", "auto", objective.CACHE_MODES, "Run the frozen layers once per data set "
                   "(dataset) or per mini-batch (batch) and only the trainable ones 2m times; identical losses. "
                   "auto: dataset when its features fit 256 MiB; none: whole forward every pass.")
-flags.DEFINE_integer("eval_every", 250, "Evaluate test accuracy every N steps (0: only at the end).")
-flags.DEFINE_integer("log_every", 50, "Print a progress line every N steps.")
+flags.DEFINE_integer("eval_every", 250, "Evaluate test accuracy every N steps (0: only at the end).", lower_bound=0)
+flags.DEFINE_integer("log_every", 50, "Print a progress line every N steps.", lower_bound=1)
 flags.DEFINE_string("out", None, "Run directory: result.json, config.json, checkpoint.npz, trained.tflite.")
-flags.DEFINE_integer("checkpoint_every", 250, "With --out: checkpoint every N steps.")
+flags.DEFINE_integer("checkpoint_every", 250, "With --out: checkpoint every N steps.", lower_bound=1)
 flags.DEFINE_bool("resume", False, "Continue the run in --out from its checkpoint.")
+flags.DEFINE_bool("overwrite", False, "Start a new run in an --out that holds a checkpoint (it is replaced).")
 flags.DEFINE_string("cache_dir", None, "Asset cache (default $TFLITE_FG_CACHE or ~/.cache/tflite_fg).")
+for _name in ("lr", "body_lr_scale", "eps_lsb"):
+    flags.register_validator(_name, lambda v: math.isfinite(v) and v > 0, f"--{_name} must be a finite number > 0")
+flags.register_validator("budget", lambda v: 0 < v <= 1, "--budget must be a fraction in (0, 1]")
+TASK_FLAGS = ("task", "shots", "n_test", "data_seed")  # they choose the default task's data
 
 
 class _Data(NamedTuple):
@@ -94,13 +104,22 @@ class _Data(NamedTuple):
     task: tasks.FewShotTask | None  # the default task (needed to rebuild the float model for fp32)
 
 
-def _load_data() -> _Data:
+def _load_data(model: FgModel) -> _Data:
+    """The training and test arrays, checked against the model (shape, dtype, finite, labels, input range)."""
     if FLAGS.data:
-        with np.load(FLAGS.data, allow_pickle=False) as d:
-            arrays = [d[k] for k in ("x_train", "y_train", "x_test", "y_test")]
-        return _Data(pathlib.Path(FLAGS.data).stem, *arrays, None)
-    t = tasks.load_task(FLAGS.task, FLAGS.shots, FLAGS.n_test, FLAGS.data_seed, FLAGS.cache_dir)
-    return _Data(f"{FLAGS.task}-fewshot-k{FLAGS.shots}", t.x_support, t.y_support, t.x_test, t.y_test, t)
+        arrays = datafile.load_npz(FLAGS.data, ("x_train", "y_train", "x_test", "y_test"))
+        name, task = pathlib.Path(FLAGS.data).stem, None
+    else:
+        t = tasks.load_task(FLAGS.task, FLAGS.shots, FLAGS.n_test, FLAGS.data_seed, FLAGS.cache_dir)
+        arrays = {"x_train": t.x_support, "y_train": t.y_support, "x_test": t.x_test, "y_test": t.y_test}
+        name, task = f"{FLAGS.task}-fewshot-k{FLAGS.shots}", t
+    for split in ("train", "test"):
+        arrays[f"x_{split}"], arrays[f"y_{split}"], warning = datafile.check_split(
+            arrays[f"x_{split}"], arrays[f"y_{split}"], split, model.meta.input_shape, model.meta.num_classes,
+            model.input_range(), FLAGS.data or "")
+        if warning:
+            print(warning)
+    return _Data(name, arrays["x_train"], arrays["y_train"], arrays["x_test"], arrays["y_test"], task)
 
 
 def _model_path() -> pathlib.Path:
@@ -175,13 +194,44 @@ def _fit(model, data, cfg, obj, int8_start, space, estimator, transform, selecto
                                   cfg.seed, cfg.steps, space, selector)
 
 
+def _check_flags() -> None:
+    """Flags that would be ignored, or would silently replace a run, are refused before any work."""
+    if FLAGS.data:
+        given = [f"--{n}" for n in TASK_FLAGS if FLAGS[n].present]
+        if given:
+            raise app.UsageError(f"{', '.join(given)} {'chooses' if len(given) == 1 else 'choose'} the default task's "
+                                 "data and has no effect with --data")
+    if FLAGS.model and FLAGS["trainable"].present:
+        raise app.UsageError("--trainable picks the layers when the default model is converted; a --model's "
+                             "trainable layers were fixed by `python tools/convert.py --trainable=...`")
+    if FLAGS.resume and FLAGS.overwrite:
+        raise app.UsageError("--resume continues the run in --out, --overwrite replaces it: give one of them")
+    if FLAGS.resume and not FLAGS.out:
+        raise app.UsageError("--resume needs --out=DIR, the run directory holding checkpoint.npz")
+    ckpt = pathlib.Path(FLAGS.out or ".") / "checkpoint.npz"
+    if FLAGS.resume and not ckpt.exists():
+        raise app.UsageError(f"--resume: {ckpt} does not exist; start the run without --resume")
+    if FLAGS.out and not FLAGS.resume and not FLAGS.overwrite and ckpt.exists():
+        raise app.UsageError(f"{ckpt} holds another run's checkpoint: continue it with --resume, replace it with "
+                             "--overwrite, or choose another --out")
+
+
+def _resume_command() -> str:
+    args = [a for a in sys.argv if a not in ("--overwrite", "--resume")]
+    return " ".join(shlex.quote(a) for a in ["python", *args, "--resume"])
+
+
 def main(argv):
     del argv
+    _check_flags()
     model_path = _model_path()
     model = FgModel(model_path, engine=FLAGS.engine, num_threads=FLAGS.num_threads)
     cfg = _config(len(model.meta.trainable))
-    data = _load_data()
-    y_tr, y_te = model.check_labels(data.y_train, len(data.x_train)), model.check_labels(data.y_test, len(data.x_test))
+    data = _load_data(model)
+    y_tr, y_te = data.y_train, data.y_test
+    if cfg.batch_size > len(y_tr):
+        print(f"note: --batch_size={cfg.batch_size} exceeds the {len(y_tr)} training examples; every step uses all "
+              f"{len(y_tr)}")
     int8_start, xq_te = model.initial_params(), model.quantize_input(data.x_test)
     obj = _objective(model, data, cfg, int8_start, xq_te)
     space = build.build_space(cfg)
@@ -189,25 +239,30 @@ def main(argv):
     out = pathlib.Path(FLAGS.out) if FLAGS.out else None
     ckpt = out / "checkpoint.npz" if out else None
     selector = _selection(model, cfg, int8_start)
+    # Everything that changes the numbers; the prefix cache is recorded but may change on resume (its
+    # modes train bit-identically: tests/test_objective.py).
     run_meta = {"model_sha256": model.meta.model_sha256, "task": data.name,
                 "config": {k: v for k, v in dataclasses.asdict(cfg).items() if k != "steps"},
+                "engine": FLAGS.engine if cfg.precision != "fp32" else "tensorflow",
                 **({"selection": dataclasses.asdict(selector.cfg)} if selector else {}),
                 "param_shapes": [list(t.shape) for t in model.meta.trainable]}
     evaluate = lambda x, y, params: obj.accuracy(x, y, space.to_engine(params))  # noqa: E731
     zero_shot = model.accuracy(xq_te, y_te, int8_start)
+    curve, wall_before = [], 0.0
     if FLAGS.resume:
-        if ckpt is None or not ckpt.exists():
-            raise app.UsageError("--resume needs --out=DIR holding checkpoint.npz")
-        try:
-            state, _ = checkpoint.load_checkpoint(ckpt, run_meta)
-        except checkpoint.CheckpointError as e:
-            sys.exit(f"CheckpointError: {e}")
-        print(f"resumed from {ckpt} at step {state.step}")
+        state, stored = checkpoint.load_checkpoint(ckpt, run_meta)
+        if state.step > cfg.steps:
+            raise app.UsageError(f"--steps={cfg.steps}: {ckpt} is already at step {state.step}; give --steps > "
+                                 f"{state.step} to train further")
+        progress = stored.get("progress", {})
+        curve, wall_before = progress.get("curve", []), progress.get("wall_s", 0.0)
+        print(f"resumed from {ckpt} at step {state.step}" +
+              (" (nothing left to train: re-evaluating and re-exporting)" if state.step == cfg.steps else ""))
     else:
         state = trainer.init_state(obj.initial, estimator, transform, space)
     if out:
         runs.write_json(out / "config.json", {**dataclasses.asdict(cfg), "model": str(model_path), "task": data.name,
-                                              "engine": FLAGS.engine, "prefix_cache": FLAGS.prefix_cache})
+                                              "engine": FLAGS.engine, "prefix_cache": obj.prefix_cache})
     print(f"task {data.name}: {len(y_tr)} training / {len(y_te)} test examples; {model.trainable_params} trainable "
           f"weights in {len(model.meta.trainable)} tensors; precision {space.name}; engine {FLAGS.engine}; "
           f"frozen-prefix cache {obj.prefix_cache}")
@@ -218,28 +273,38 @@ def main(argv):
               f"{selector.layout.total_params} kernel weights" +
               (f", re-selected every {FLAGS.select_every} steps" if selector.cfg.dynamic else ""))
     print(f"step 0: zero-shot test accuracy {zero_shot:.4f}")
-    t0, curve = time.time(), []
-    for state, log in _fit(model, data, cfg, obj, int8_start, space, estimator, transform, selector, state):
-        step = state.step
-        line = f"step {step:5d}  loss {log['loss']:.4f}  changed {log['changed_weights']:5d}  " \
-               f"fwd {state.forward_passes:7d}  {time.time() - t0:6.1f}s"
-        if selector:
-            line += f"  selected {log['selected_params']}"
-        if (FLAGS.eval_every and step % FLAGS.eval_every == 0) or step == cfg.steps:
-            acc = evaluate(obj.x_test, y_te, state.params)
-            curve.append({"step": step, "forward_passes": state.forward_passes, "test_acc": acc,
-                          "wall_s": time.time() - t0})
-            print(f"{line}  test acc {acc:.4f}", flush=True)
-        elif step % FLAGS.log_every == 0:
-            print(line, flush=True)
-        if ckpt and (step % FLAGS.checkpoint_every == 0 or step == cfg.steps):
-            checkpoint.save_checkpoint(ckpt, state, run_meta)
+    t0 = time.time() - wall_before
+    save = lambda state: checkpoint.save_checkpoint(  # noqa: E731
+        ckpt, state, {**run_meta, "progress": {"curve": curve, "wall_s": time.time() - t0}})
+    with _cli.StopSignals() as stop:
+        for state, log in _fit(model, data, cfg, obj, int8_start, space, estimator, transform, selector, state):
+            step = state.step
+            line = f"step {step:5d}  loss {log['loss']:.4f}  changed {log['changed_weights']:5d}  " \
+                   f"fwd {state.forward_passes:7d}  {time.time() - t0:6.1f}s"
+            if selector:
+                line += f"  selected {log['selected_params']}"
+            if (FLAGS.eval_every and step % FLAGS.eval_every == 0) or step == cfg.steps:
+                acc = evaluate(obj.x_test, y_te, state.params)
+                curve.append({"step": step, "forward_passes": state.forward_passes, "test_acc": acc,
+                              "wall_s": time.time() - t0})
+                print(f"{line}  test acc {acc:.4f}", flush=True)
+            elif step % FLAGS.log_every == 0:
+                print(line, flush=True)
+            if ckpt and (step % FLAGS.checkpoint_every == 0 or step == cfg.steps or stop.signal):
+                save(state)
+            if stop.signal:
+                break
+    if stop.signal and state.step < cfg.steps:
+        where = (f"checkpoint {ckpt} is at step {state.step}; continue with:\n  {_resume_command()}" if ckpt
+                 else "nothing was saved (give --out=DIR to keep checkpoints)")
+        print(f"stopped by {stop.signal.name} after step {state.step}; {where}", file=sys.stderr)
+        sys.exit(stop.exit_code)
     wall = time.time() - t0
     final = evaluate(obj.x_test, y_te, state.params)
     deployed = export.to_int8(space.to_engine(state.params))
     result = {"task": data.name, "model": str(model_path), "method": f"ff-{space.name}-{cfg.estimator}-m{cfg.m}",
-              "precision": cfg.precision, "engine": FLAGS.engine, "trainable_params": model.trainable_params,
-              "zero_shot_acc": zero_shot, "final_acc": final,
+              "precision": cfg.precision, "engine": FLAGS.engine, "prefix_cache": obj.prefix_cache,
+              "trainable_params": model.trainable_params, "zero_shot_acc": zero_shot, "final_acc": final,
               "deployed_int8_acc": model.accuracy(xq_te, y_te, deployed),
               "train_acc": evaluate(obj.x_train, y_tr, state.params), "steps": state.step,
               "forward_passes": state.forward_passes, "wall_s": round(wall, 2),
@@ -250,6 +315,10 @@ def main(argv):
     print(f"done: test accuracy {zero_shot:.4f} (prototype zero-shot) -> {final:.4f} after {state.step} steps, "
           f"{state.forward_passes} forward passes, {wall:.1f}s; deployed int8 {result['deployed_int8_acc']:.4f}; "
           f"weights sha256 {result['weights_sha256'][:16]}")
+    if curve:
+        low, high = min(curve, key=lambda c: c["test_acc"]), max(curve, key=lambda c: c["test_acc"])
+        print(f"test curve ({len(curve)} evaluations): lowest {low['test_acc']:.4f} at step {low['step']}, highest "
+              f"{high['test_acc']:.4f} at step {high['step']}; peak RSS {result['peak_rss_mb']:.0f} MiB")
     if out:
         exported = out / "trained.tflite"
         export.export_model(exported, model.model_bytes, model.meta, deployed)
@@ -259,4 +328,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    _cli.run(main)
