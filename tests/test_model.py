@@ -52,7 +52,7 @@ def test_corrupt_model_bytes(head_model_path, tmp_path, damage):
 def test_missing_or_mismatched_metadata(head_model_path, block_model_path, tmp_path):
     path = tmp_path / "m.tflite"
     shutil.copy(head_model_path, path)
-    with pytest.raises(FileNotFoundError, match="metadata.*tools/convert.py"):
+    with pytest.raises(ModelError, match="metadata.*tools/convert.py"):
         FgModel(path)
     shutil.copy(metadata_path(block_model_path), metadata_path(path))
     with pytest.raises(ModelError, match="sha256 differs"):

@@ -314,6 +314,7 @@ def main(argv):
               "selection": {**dataclasses.asdict(selector.cfg), "rounds": selector.history} if selector else None}
     print(f"done: test accuracy {zero_shot:.4f} (prototype zero-shot) -> {final:.4f} after {state.step} steps, "
           f"{state.forward_passes} forward passes, {wall:.1f}s; deployed int8 {result['deployed_int8_acc']:.4f}; "
+          f"training accuracy {result['train_acc']:.4f}; "
           f"weights sha256 {result['weights_sha256'][:16]}")
     if curve:
         low, high = min(curve, key=lambda c: c["test_acc"]), max(curve, key=lambda c: c["test_acc"])
