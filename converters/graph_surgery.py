@@ -12,6 +12,11 @@ from typing import Callable, Sequence
 import numpy as np
 
 from converters.keras_compat import keras, tf
+from tflite_fg.errors import UserError
+
+class GraphError(UserError):
+    """A Keras model, or a choice of its layers, that the converter cannot take as it is."""
+
 
 WEIGHT_LAYERS = (keras.layers.Conv2D, keras.layers.DepthwiseConv2D, keras.layers.Dense)
 _RELU_NAMES = {"relu": "relu", "relu6": "relu6"}
@@ -41,11 +46,11 @@ def as_functional(model):
     keeping its name, with a copy of its weights; nested models are inlined. The caller's model is
     left unchanged. Layer names must stay unique after inlining: selections are by name."""
     if isinstance(model, keras.Sequential) and not model.inputs:
-        raise ValueError(f"Sequential model {model.name!r} has no input shape: build it first "
+        raise GraphError(f"Sequential model {model.name!r} has no input shape: build it first "
                          "(model.build((None, ...))) or give its first layer an input_shape")
     _require_graph(model)
     if len(model.inputs) != 1 or len(model.outputs) != 1:
-        raise ValueError(f"model {model.name!r}: only single-input, single-output models are supported")
+        raise GraphError(f"model {model.name!r}: only single-input, single-output models are supported")
     if not isinstance(model, keras.Sequential) and all(
             len(l._inbound_nodes) == 1 and not isinstance(l, keras.Model) for l in model.layers):
         return model
@@ -57,14 +62,14 @@ def as_functional(model):
     names = [input_name] + [l.name for l in called.values() if not isinstance(l, keras.Model)]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
-        raise ValueError(f"model {model.name!r}: layer name(s) {duplicates} occur more than once after nested "
+        raise GraphError(f"model {model.name!r}: layer name(s) {duplicates} occur more than once after nested "
                          "models are inlined; rename them (names select the trainable layers)")
     return keras.Model(inputs, outputs, name=model.name)
 
 
 def _require_graph(model) -> None:
     if not isinstance(model, keras.Sequential) and not getattr(model, "_is_graph_network", False):
-        raise ValueError(f"model {model.name!r} is a subclassed Model; only Sequential and functional "
+        raise GraphError(f"model {model.name!r} is a subclassed Model; only Sequential and functional "
                          "models (also nested in each other) can be converted")
 
 
@@ -78,12 +83,15 @@ def _inline(model, inputs: list, called: dict[int, object]) -> list:
             (x,) = _call_fresh(layer, (x,), {}, called)
         return [x]
     if len(model.inputs) != len(inputs):
-        raise ValueError(f"model {model.name!r} takes {len(model.inputs)} inputs, called with {len(inputs)}")
+        raise GraphError(f"model {model.name!r} takes {len(model.inputs)} inputs, called with {len(inputs)}")
     tensors = {id(t): new for t, new in zip(model.inputs, inputs)}
     for depth in sorted(model._nodes_by_depth, reverse=True):   # topological order, as Keras runs it
         for node in model._nodes_by_depth[depth]:
-            if node.is_input or any(id(t) not in tensors for t in node.keras_inputs):
+            if node.is_input:
                 continue
+            if any(id(t) not in tensors for t in node.keras_inputs):
+                raise GraphError(f"model {model.name!r}: layer {node.layer.name!r} reads a tensor that is not "
+                                 "computed from the model's input; only single-input graphs convert")
             args, kwargs = tf.nest.map_structure(lambda t: tensors.get(id(t), t), (node.call_args, node.call_kwargs))
             outputs = _call_fresh(node.layer, args, kwargs, called)
             tensors.update(zip(map(id, tf.nest.flatten(node.outputs)), outputs))
@@ -93,7 +101,7 @@ def _inline(model, inputs: list, called: dict[int, object]) -> list:
 def _call_fresh(layer, args, kwargs, called: dict[int, object]) -> list:
     """Call a fresh copy of ``layer`` (inline it if it is a model); returns its outputs, flattened."""
     if id(layer) in called:
-        raise ValueError(f"layer {layer.name!r} is shared (called more than once); unshare it before conversion")
+        raise GraphError(f"layer {layer.name!r} is shared (called more than once); unshare it before conversion")
     called[id(layer)] = layer
     if isinstance(layer, keras.Model):  # its call kwargs (e.g. training=False) do not carry over
         return _inline(layer, tf.nest.flatten(args[0] if args else kwargs["inputs"]), called)
@@ -159,7 +167,7 @@ def fold_batchnorm_and_relu(model, drop_final_softmax: bool = True):
         if isinstance(layer, keras.layers.BatchNormalization):
             src = sole_weight_producer(layer)
             if src is None:
-                raise ValueError(f"BatchNormalization {layer.name!r} does not follow a conv/dense layer "
+                raise GraphError(f"BatchNormalization {layer.name!r} does not follow a conv/dense layer "
                                  "with a single consumer; it cannot be folded")
             w = kernels.get(src.name) or [np.asarray(v) for v in src.get_weights()]
             kernel, bias = w[0], (w[1] if len(w) > 1 else np.zeros(w[0].shape[-1], np.float32))
@@ -228,14 +236,14 @@ def select_trainable(model, spec: str | Sequence[str]) -> list[str]:
         if spec.startswith("last:"):
             n = int(spec.split(":", 1)[1])
             if not 1 <= n <= len(names):
-                raise ValueError(f"trainable 'last:{n}': the model has {len(names)} weight layers ({names})")
+                raise GraphError(f"trainable 'last:{n}': the model has {len(names)} weight layers ({names})")
             return names[-n:]
         spec = [s for s in spec.split(",") if s]
     unknown = [s for s in spec if s not in names]
     if unknown:
-        raise ValueError(f"unknown trainable layer(s) {unknown}; weight layers of this model are: {names}")
+        raise GraphError(f"unknown trainable layer(s) {unknown}; weight layers of this model are: {names}")
     if not spec:
-        raise ValueError("no trainable layer chosen; give names, 'head', 'last:N' or 'all'")
+        raise GraphError("no trainable layer chosen; give names, 'head', 'last:N' or 'all'")
     return [n for n in names if n in spec]
 
 
@@ -244,7 +252,7 @@ def feature_model(model):
     model = as_functional(model)
     dense = [l for l in model.layers if isinstance(l, keras.layers.Dense)]
     if not dense:
-        raise ValueError("model has no Dense layer to replace as head")
+        raise GraphError("model has no Dense layer to replace as head")
     return keras.Model(model.inputs, dense[-1].input)
 
 
@@ -253,7 +261,7 @@ def replace_head(model, kernel: np.ndarray, bias: np.ndarray, name: str = "head"
     model = as_functional(model)
     last_dense = [l for l in model.layers if isinstance(l, keras.layers.Dense)][-1]
     if last_dense is not model.layers[-1]:
-        raise ValueError(f"the last Dense layer {last_dense.name!r} is not the model's output layer")
+        raise GraphError(f"the last Dense layer {last_dense.name!r} is not the model's output layer")
     features = last_dense.input
     head = keras.layers.Dense(kernel.shape[1], activation=None, name=name)
     out = head(features)

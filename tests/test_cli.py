@@ -71,9 +71,12 @@ TRAIN_MISTAKES = [
     (["--data=DATA/raw_pixels.npz"], ["raw_pixels.npz:x_train", "input range", "preprocess"]),
     (["--data=DATA/scaled.npz"], ["scaled.npz:x_test", "input range"]),
     (["--data=DATA/labels.npz"], ["labels.npz:y_train: labels out of range [0, 10): min 5, max 14"]),
-    (["--data=DATA/good.npz", "--shots=5"], ["--shots chooses the default task's data"]),
+    (["--data=DATA/good.npz", "--shots=5"], ["--shots choose the default task's data and model"]),
+    (["--data=DATA/good.npz", "--n_test=5"], ["--n_test sets the default task's test images"]),
+    (["--budget=0.5"], ["--budget only apply with --select"]),
+    (["--checkpoint_every=5"], ["--checkpoint_every only apply with --out"]),
     (["--trainable=head"], ["--trainable"]),
-    (["--resume"], ["--resume needs --out"]),
+    (["--resume"], ["--resume only apply with --out"]),
 ]
 
 

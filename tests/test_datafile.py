@@ -93,3 +93,15 @@ def test_check_split_returns_float32_int64_and_warning():
     assert x.dtype == np.float32 and y.dtype == np.int64 and warning is None
     with pytest.raises(DataError, match=r"d.npz:y_test"):
         datafile.check_split(np.zeros((3, *SHAPE)), np.array([0, 1, 3]), "test", SHAPE, 3, (-1.0, 1.0), "d.npz")
+
+
+def test_float64_values_beyond_float32_are_refused_as_inf(tmp_path):
+    x = np.zeros((2, *SHAPE), np.float64)
+    x[1, 0, 0, 0] = 1e300
+    with pytest.raises(DataError, match=r"0 NaN and 1 inf values \(first at index \(1, 0, 0, 0\)\)"):
+        datafile.check_examples(x, "x_train", SHAPE)
+    assert datafile.check_examples(x[:1], "x_train", SHAPE).dtype == np.float32
+    with pytest.raises(DataError, match="is a directory"):
+        datafile.load_npz(tmp_path, ("x_test", "y_test"))
+    with pytest.raises(DataError, match=r"numpy.savez\(path, x_test=\.\.\., y_test=\.\.\.\)"):
+        datafile.load_npz(tmp_path / "none.npz", ("x_test", "y_test"))

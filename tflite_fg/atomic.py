@@ -7,8 +7,10 @@ file left by a killed process (SIGKILL, power loss) is removed by the next write
 """
 from __future__ import annotations
 
+import glob
 import os
 import pathlib
+import re
 import secrets
 
 
@@ -24,9 +26,10 @@ def _pid_alive(pid: int) -> bool:
 
 def _remove_stale_temps(path: pathlib.Path) -> None:
     """Temp files of `path` written by processes that no longer run."""
-    for tmp in path.parent.glob(f".{path.name}.*.tmp"):
-        pid = tmp.name[len(path.name) + 2:].split(".", 1)[0]
-        if pid.isdigit() and not _pid_alive(int(pid)):
+    pattern = re.compile(rf"\.{re.escape(path.name)}\.(\d+)\.[0-9a-f]{{8}}\.tmp")
+    for tmp in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        match = pattern.fullmatch(tmp.name)
+        if match and not _pid_alive(int(match.group(1))):
             tmp.unlink(missing_ok=True)
 
 

@@ -13,7 +13,6 @@ import numpy as np
 from tflite_fg import data
 from tflite_fg.errors import UserError
 
-HOW_TO_SAVE = "save it with numpy.savez(path, x_train=..., y_train=..., x_test=..., y_test=...)"
 # Inputs outside the model's int8 input range are clipped by quantization: a little is normal (test data
 # a bit beyond the calibration range), most of it means the data is not preprocessed as the model expects.
 CLIP_WARN_FRACTION = 0.001
@@ -27,27 +26,34 @@ class DataError(UserError):
 def load_npz(path: str | os.PathLike, required: Sequence[str], optional: Sequence[str] = ()) -> dict[str, np.ndarray]:
     """The `required` (and present `optional`) arrays of an .npz, read in full so a truncated member fails here."""
     path = os.fspath(path)
+    how = f"save it with numpy.savez(path, {', '.join(f'{k}=...' for k in required)})"
+    if os.path.isdir(path):
+        raise DataError(f"{path} is a directory; give an .npz file ({how})")
     if not os.path.isfile(path):
-        raise DataError(f"{path}: no such data file; {HOW_TO_SAVE}")
+        raise DataError(f"{path}: no such data file; {how}")
     try:
         npz = np.load(path, allow_pickle=False)
         if not isinstance(npz, np.lib.npyio.NpzFile):
-            raise DataError(f"{path} holds a single .npy array, not named arrays; {HOW_TO_SAVE}")
+            raise DataError(f"{path} holds a single .npy array, not named arrays; {how}")
         with npz:
             missing = [k for k in required if k not in npz.files]
             if missing:
                 raise DataError(f"{path} has no array {', '.join(map(repr, missing))} (it holds "
-                                f"{sorted(npz.files) or 'nothing'}); {HOW_TO_SAVE}")
+                                f"{sorted(npz.files) or 'nothing'}); {how}")
             return {k: npz[k] for k in (*required, *optional) if k in npz.files}
     except DataError:
         raise
+    except PermissionError as e:
+        raise DataError(f"{path}: cannot read it ({e.strerror})") from e
+    except MemoryError as e:
+        raise DataError(f"{path}: its arrays do not fit in memory") from e
     except ValueError as e:
         if "pickle" in str(e):  # np.load says "allow_pickle=False" for any non-.npy/.npz bytes
             raise DataError(f"{path} is not an .npz of numeric arrays (numpy cannot read it without pickle); "
-                            f"{HOW_TO_SAVE}") from e
-        raise DataError(f"{path} is not a readable .npz ({e}); {HOW_TO_SAVE}") from e
+                            f"{how}") from e
+        raise DataError(f"{path} is not a readable .npz ({e}); {how}") from e
     except Exception as e:  # zip, zlib, CRC, .npy header parsing (ast/tokenize errors): the bytes are damaged
-        raise DataError(f"{path} is truncated or corrupt ({type(e).__name__}: {e}); {HOW_TO_SAVE}") from e
+        raise DataError(f"{path} is truncated or corrupt ({type(e).__name__}: {e}); {how}") from e
 
 
 def check_examples(x: np.ndarray, name: str, input_shape: Sequence[int]) -> np.ndarray:
@@ -61,12 +67,14 @@ def check_examples(x: np.ndarray, name: str, input_shape: Sequence[int]) -> np.n
     if not np.issubdtype(x.dtype, np.floating):
         raise DataError(f"{name} has dtype {x.dtype}; give preprocessed float values as the model was trained "
                         "(see the model's .json 'preprocessing'), not raw integers")
+    with np.errstate(over="ignore"):
+        x = x.astype(np.float32, copy=False)  # values beyond float32's range become inf and are refused below
     bad = ~np.isfinite(x)
     if bad.any():
         first = tuple(int(i) for i in np.argwhere(bad)[0])
         raise DataError(f"{name} has {int(np.isnan(x).sum())} NaN and {int(np.isinf(x).sum())} inf values "
                         f"(first at index {first}); clean or drop those examples")
-    return x.astype(np.float32, copy=False)
+    return x
 
 
 def check_labels(y: np.ndarray, name: str, n: int, num_classes: int) -> np.ndarray:

@@ -25,6 +25,13 @@ def fail(message: str) -> None:
     sys.exit(f"error: {message}")
 
 
+def refuse_ignored(names: tuple[str, ...] | list[str], why: str) -> None:
+    """A flag the user gave that would have no effect is refused, not silently dropped."""
+    given = [f"--{n}" for n in names if FLAGS[n].present]
+    if given:
+        raise app.UsageError(f"{', '.join(given)} {why}")
+
+
 def _parse_flags(argv: list[str]) -> list[str]:
     try:
         return FLAGS(argv)

@@ -90,7 +90,7 @@ def _run(job: tuple[str, str, int]) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     runs.write_json(stamp, args)
     (out / "result.json").unlink(missing_ok=True)
-    proc = subprocess.run([sys.executable, str(ROOT / "tools" / "train.py"), f"--out={out}", *args],
+    proc = subprocess.run([sys.executable, str(ROOT / "tools" / "train.py"), f"--out={out}", "--overwrite", *args],
                           capture_output=True, text=True, cwd=ROOT)
     (out / "train.log").write_text(proc.stdout + proc.stderr)
     if proc.returncode != 0:

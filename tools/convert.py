@@ -12,7 +12,7 @@ from absl import app, flags
 
 import _cli
 
-from converters import pipeline, tasks as ctasks
+from converters import graph_surgery, pipeline, tasks as ctasks
 from converters.keras_compat import keras
 from tflite_fg import assets, datafile, runs, tasks
 from tflite_fg.errors import UserError
@@ -66,8 +66,8 @@ def _custom_model():
                                  source={"model": FLAGS.keras_model})
     try:
         return pipeline.convert_keras_model(model, cfg, x)
-    except ValueError as e:  # the model's graph or the layer choice (unknown layer, unsupported structure)
-        raise UserError(f"--keras_model={FLAGS.keras_model}: {e}") from e
+    except graph_surgery.GraphError as e:
+        raise graph_surgery.GraphError(f"--keras_model={FLAGS.keras_model}: {e}") from e
 
 
 def main(argv):
@@ -76,22 +76,18 @@ def main(argv):
     if FLAGS.keras_model:
         if not FLAGS.out:
             raise app.UsageError("--keras_model needs --out")
-        ignored = [f"--{n}" for n in ("shots", "data_seed") if FLAGS[n].present]
-        if ignored:
-            raise app.UsageError(f"{', '.join(ignored)} choose the default task's data; with --keras_model, --data "
-                                 "gives it")
+        _cli.refuse_ignored(("shots", "data_seed"), "choose the default task's data; with --keras_model, --data "
+                            "gives it")
         model_bytes, meta = _custom_model()
         out = FLAGS.out
     else:
-        ignored = [f"--{n}" for n in ("data", "new_head") if FLAGS[n].present]
-        if ignored:
-            raise app.UsageError(f"{', '.join(ignored)} only apply with --keras_model")
+        _cli.refuse_ignored(("data", "new_head"), "only apply with --keras_model")
         assets.ensure_assets(FLAGS.cache_dir, log=print)
         task = tasks.load_fmnist_fewshot(FLAGS.shots, 1, FLAGS.data_seed, FLAGS.cache_dir)
         try:
             model_bytes, meta = ctasks.convert_fmnist_fewshot(task, FLAGS.trainable, FLAGS.headroom, FLAGS.cache_dir)
-        except ValueError as e:  # the layer choice
-            raise UserError(f"--trainable={FLAGS.trainable}: {e}") from e
+        except graph_surgery.GraphError as e:  # the layer choice
+            raise graph_surgery.GraphError(f"--trainable={FLAGS.trainable}: {e}") from e
         out = FLAGS.out or runs.default_model_path("fmnist", FLAGS.shots, FLAGS.data_seed, FLAGS.trainable, FLAGS.cache_dir)
     pipeline.save(out, model_bytes, meta)
     print(f"wrote {out} ({len(model_bytes) / 1024:.1f} KiB) + {out}.json in {time.time() - t0:.1f}s")

@@ -4,7 +4,7 @@
 """
 import _paths  # noqa: F401
 
-from absl import app, flags
+from absl import flags
 
 import _cli
 
@@ -14,18 +14,19 @@ from tflite_fg.model import ENGINES, FgModel
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model", None, "A tflite_fg .tflite (with its .json).", required=True)
 flags.DEFINE_string("data", None, "Own data: .npz with x_test, y_test (preprocessed float).")
-flags.DEFINE_integer("shots", 20, "Default task: shots of the split (the test images do not depend on it).")
+flags.DEFINE_integer("shots", 20, "Default task: shots of the split (the test images do not depend on it).",
+                     lower_bound=1)
 flags.DEFINE_integer("n_test", 1000, "Default task: held-out test images.", lower_bound=1)
-flags.DEFINE_integer("data_seed", 0, "Default task: split seed.")
+flags.DEFINE_integer("data_seed", 0, "Default task: split seed.", lower_bound=0)
 flags.DEFINE_enum("engine", "xnnpack", sorted(ENGINES), "LiteRT kernels.")
 flags.DEFINE_string("cache_dir", None, "Asset cache.")
 
 
 def main(argv):
     del argv
-    if FLAGS.data and any(FLAGS[n].present for n in ("shots", "n_test", "data_seed")):
-        raise app.UsageError("--shots, --n_test and --data_seed choose the default task's test images; "
-                             "they have no effect with --data")
+    if FLAGS.data:
+        _cli.refuse_ignored(("shots", "n_test", "data_seed"), "choose the default task's test images and have no "
+                            "effect with --data")
     model = FgModel(FLAGS.model, engine=FLAGS.engine)
     if FLAGS.data:
         arrays = datafile.load_npz(FLAGS.data, ("x_test", "y_test"))

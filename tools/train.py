@@ -13,6 +13,7 @@ import _paths  # noqa: F401
 import dataclasses
 import math
 import pathlib
+import re
 import shlex
 import sys
 import time
@@ -92,7 +93,7 @@ flags.DEFINE_string("cache_dir", None, "Asset cache (default $TFLITE_FG_CACHE or
 for _name in ("lr", "body_lr_scale", "eps_lsb"):
     flags.register_validator(_name, lambda v: math.isfinite(v) and v > 0, f"--{_name} must be a finite number > 0")
 flags.register_validator("budget", lambda v: 0 < v <= 1, "--budget must be a fraction in (0, 1]")
-TASK_FLAGS = ("task", "shots", "n_test", "data_seed")  # they choose the default task's data
+TASK_FLAGS = ("task", "shots", "data_seed")  # they choose the default task's data (and its converted model)
 
 
 class _Data(NamedTuple):
@@ -197,17 +198,19 @@ def _fit(model, data, cfg, obj, int8_start, space, estimator, transform, selecto
 def _check_flags() -> None:
     """Flags that would be ignored, or would silently replace a run, are refused before any work."""
     if FLAGS.data:
-        given = [f"--{n}" for n in TASK_FLAGS if FLAGS[n].present]
-        if given:
-            raise app.UsageError(f"{', '.join(given)} {'chooses' if len(given) == 1 else 'choose'} the default task's "
-                                 "data and has no effect with --data")
-    if FLAGS.model and FLAGS["trainable"].present:
-        raise app.UsageError("--trainable picks the layers when the default model is converted; a --model's "
-                             "trainable layers were fixed by `python tools/convert.py --trainable=...`")
+        _cli.refuse_ignored(["n_test"], "sets the default task's test images and has no effect with --data")
+    if FLAGS.data and FLAGS.model:
+        _cli.refuse_ignored(TASK_FLAGS, "choose the default task's data and model and have no effect with --data "
+                            "and --model")
+    if FLAGS.model:
+        _cli.refuse_ignored(["trainable"], "picks the layers when the default model is converted; a --model's "
+                            "trainable layers were fixed by `python tools/convert.py --trainable=...`")
+    if not FLAGS.out:
+        _cli.refuse_ignored(["resume", "overwrite", "checkpoint_every"], "only apply with --out=DIR, the run directory")
+    if FLAGS.select == "none":
+        _cli.refuse_ignored(["budget", "select_every", "select_init", "probe_per_class"], "only apply with --select")
     if FLAGS.resume and FLAGS.overwrite:
         raise app.UsageError("--resume continues the run in --out, --overwrite replaces it: give one of them")
-    if FLAGS.resume and not FLAGS.out:
-        raise app.UsageError("--resume needs --out=DIR, the run directory holding checkpoint.npz")
     ckpt = pathlib.Path(FLAGS.out or ".") / "checkpoint.npz"
     if FLAGS.resume and not ckpt.exists():
         raise app.UsageError(f"--resume: {ckpt} does not exist; start the run without --resume")
@@ -217,8 +220,14 @@ def _check_flags() -> None:
 
 
 def _resume_command() -> str:
-    args = [a for a in sys.argv if a not in ("--overwrite", "--resume")]
+    args = [a for a in sys.argv if not re.fullmatch(r"--(no)?(overwrite|resume)(=.*)?", a)]
     return " ".join(shlex.quote(a) for a in ["python", *args, "--resume"])
+
+
+def _replace_run(out: pathlib.Path) -> None:
+    """--overwrite: the old run's files go before the new run writes its own, so none can pass for the new one's."""
+    for name in ("checkpoint.npz", "result.json", "trained.tflite", "trained.tflite.json"):
+        (out / name).unlink(missing_ok=True)
 
 
 def main(argv):
@@ -239,11 +248,13 @@ def main(argv):
     out = pathlib.Path(FLAGS.out) if FLAGS.out else None
     ckpt = out / "checkpoint.npz" if out else None
     selector = _selection(model, cfg, int8_start)
+    engine = FLAGS.engine if cfg.precision != "fp32" else "tensorflow"
+    resumable = not (selector and FLAGS.select == "velocity")  # velocity keeps its state in memory only
     # Everything that changes the numbers; the prefix cache is recorded but may change on resume (its
     # modes train bit-identically: tests/test_objective.py).
     run_meta = {"model_sha256": model.meta.model_sha256, "task": data.name,
                 "config": {k: v for k, v in dataclasses.asdict(cfg).items() if k != "steps"},
-                "engine": FLAGS.engine if cfg.precision != "fp32" else "tensorflow",
+                "engine": engine,
                 **({"selection": dataclasses.asdict(selector.cfg)} if selector else {}),
                 "param_shapes": [list(t.shape) for t in model.meta.trainable]}
     evaluate = lambda x, y, params: obj.accuracy(x, y, space.to_engine(params))  # noqa: E731
@@ -260,11 +271,13 @@ def main(argv):
               (" (nothing left to train: re-evaluating and re-exporting)" if state.step == cfg.steps else ""))
     else:
         state = trainer.init_state(obj.initial, estimator, transform, space)
+    if out and FLAGS.overwrite:
+        _replace_run(out)
     if out:
         runs.write_json(out / "config.json", {**dataclasses.asdict(cfg), "model": str(model_path), "task": data.name,
-                                              "engine": FLAGS.engine, "prefix_cache": obj.prefix_cache})
+                                              "engine": engine, "prefix_cache": obj.prefix_cache})
     print(f"task {data.name}: {len(y_tr)} training / {len(y_te)} test examples; {model.trainable_params} trainable "
-          f"weights in {len(model.meta.trainable)} tensors; precision {space.name}; engine {FLAGS.engine}; "
+          f"weights in {len(model.meta.trainable)} tensors; precision {space.name}; engine {engine}; "
           f"frozen-prefix cache {obj.prefix_cache}")
     if cfg.mask != "none":
         print(f"sparse update: mask {cfg.mask}, {masks.frozen_fraction(build.build_masks(cfg, int8_start)):.1%} frozen")
@@ -290,20 +303,25 @@ def main(argv):
                 print(f"{line}  test acc {acc:.4f}", flush=True)
             elif step % FLAGS.log_every == 0:
                 print(line, flush=True)
-            if ckpt and (step % FLAGS.checkpoint_every == 0 or step == cfg.steps or stop.signal):
+            stopping = stop.signal is not None  # read once: a signal may land between two reads
+            if ckpt and (step % FLAGS.checkpoint_every == 0 or step == cfg.steps or (stopping and resumable)):
                 save(state)
-            if stop.signal:
+            if stopping:
                 break
     if stop.signal and state.step < cfg.steps:
-        where = (f"checkpoint {ckpt} is at step {state.step}; continue with:\n  {_resume_command()}" if ckpt
-                 else "nothing was saved (give --out=DIR to keep checkpoints)")
+        if not resumable:
+            where = "--select=velocity cannot be resumed (its velocity lives in memory only): start it again"
+        elif ckpt:
+            where = f"checkpoint {ckpt} is at step {state.step}; continue with:\n  {_resume_command()}"
+        else:
+            where = "nothing was saved (give --out=DIR to keep checkpoints)"
         print(f"stopped by {stop.signal.name} after step {state.step}; {where}", file=sys.stderr)
         sys.exit(stop.exit_code)
     wall = time.time() - t0
     final = evaluate(obj.x_test, y_te, state.params)
     deployed = export.to_int8(space.to_engine(state.params))
     result = {"task": data.name, "model": str(model_path), "method": f"ff-{space.name}-{cfg.estimator}-m{cfg.m}",
-              "precision": cfg.precision, "engine": FLAGS.engine, "prefix_cache": obj.prefix_cache,
+              "precision": cfg.precision, "engine": engine, "prefix_cache": obj.prefix_cache,
               "trainable_params": model.trainable_params, "zero_shot_acc": zero_shot, "final_acc": final,
               "deployed_int8_acc": model.accuracy(xq_te, y_te, deployed),
               "train_acc": evaluate(obj.x_train, y_tr, state.params), "steps": state.step,
