@@ -194,22 +194,24 @@ def test_landscape_quick_writes_grids_figures_and_report(cache_dir, tmp_path):
     assert rc != 0 and "unknown modes" in log
 
 
-# The README's headline run, shortened: the default `tools/train.py` (ResNet-8's last block + head, w16, XNNPACK,
-# seed 0) for 200 steps. A change that alters the demo's numbers changes this hash. If the change is meant,
-# record the new hash (`python tools/train.py --steps=200 --eval_every=0` prints it, run with the environment
-# below) and re-measure the README's demo figures with `make demo`.
-DEMO_200_STEPS_SHA256 = "8977809cc6417b1882606801d727f4e078e82b44c8432dfcf7b5c835a9886c74"
+# The README's headline run, shortened: the default `tools/train.py` (ResNet-8's last block + head, w16, seed 0)
+# for 200 steps, on the builtin kernels. A change that alters the demo's numbers changes this hash. If the change
+# is meant, record the new hash (`python tools/train.py --steps=200 --eval_every=0 --engine=builtin` prints it, run
+# with the environment below) and re-measure the README's demo figures with `make demo`.
+DEMO_200_STEPS_SHA256 = "c59dff8dfb706999cfc70909071157793b2dd034d5cfc3b99ba187a86988aab0"
 # numpy's float32 exp/log/sum take SIMD paths chosen per CPU (X86_V2/V3/V4) whose last bits differ, and the
-# sign of a near-tie L+ - L- can follow them; pinned to the x86-64 baseline, the hash is the same on every x86 CPU.
+# sign of a near-tie L+ - L- can follow them: pinned to the x86-64 baseline, the hash holds on every x86 CPU.
+# The builtin kernels compute in integers; XNNPACK's frozen-prefix kernels (the demo's engine) are left out
+# because their agreement across x86 ISAs has not been measured.
 NUMPY_BASELINE = {"NPY_DISABLE_CPU_FEATURES": "X86_V3 X86_V4 AVX512_ICL AVX512_SPR"}
 
 
 @pytest.mark.skipif(platform.machine() != "x86_64", reason="the recorded hash pins numpy's x86-64 baseline")
 def test_default_training_reproduces_its_recorded_weights(cache_dir, tmp_path):
     out = subprocess.run([sys.executable, str(ROOT / "tools" / "train.py"), f"--cache_dir={cache_dir}", "--steps=200",
-                          "--eval_every=0", f"--out={tmp_path}"], capture_output=True, text=True, cwd=ROOT,
-                         timeout=900, env={**os.environ, **NUMPY_BASELINE})
+                          "--eval_every=0", "--engine=builtin", f"--out={tmp_path}"], capture_output=True, text=True,
+                         cwd=ROOT, timeout=900, env={**os.environ, **NUMPY_BASELINE})
     assert out.returncode == 0, out.stderr[-3000:]
     result = json.loads((tmp_path / "result.json").read_text())
-    assert result["steps"] == 200 and result["precision"] == "w16" and result["engine"] == "xnnpack"
+    assert result["steps"] == 200 and result["precision"] == "w16" and result["engine"] == "builtin"
     assert result["weights_sha256"] == DEMO_200_STEPS_SHA256
