@@ -94,14 +94,9 @@ def check_every_class(y: np.ndarray, name: str, num_classes: int) -> None:
                         "with every class present")
 
 
-def clipped_fraction(x: np.ndarray, low: float, high: float) -> float:
-    """Fraction of the values of x outside [low, high]."""
-    return float(np.count_nonzero((x < low) | (x > high))) / max(x.size, 1)
-
-
 def check_input_range(x: np.ndarray, name: str, low: float, high: float) -> str | None:
     """Refuse data mostly outside the model's input range; a warning line when some of it is clipped."""
-    frac = clipped_fraction(x, low, high)
+    frac = float(np.count_nonzero((x < low) | (x > high))) / max(x.size, 1)
     where = (f"{frac:.1%} of the values of {name} (min {float(x.min()):.4g}, max {float(x.max()):.4g}) lie outside "
              f"the model's int8 input range [{low:.4g}, {high:.4g}]")
     if frac > CLIP_REFUSE_FRACTION:

@@ -36,7 +36,7 @@ def _parse_flags(argv: list[str]) -> list[str]:
     try:
         return FLAGS(argv)
     except flags.Error as e:
-        sys.exit(f"error: {e} (--helpshort lists the flags)")
+        fail(f"{e} (--helpshort lists the flags)")
 
 
 def _interrupt(signum, frame):  # SIGTERM behaves as Ctrl-C: the same clean, one-line exit
