@@ -26,8 +26,10 @@ from tflite_fg.config import TrainConfig
 from tflite_fg.model import FgModel
 
 FF_PRECISIONS = {"ff-fp32": "fp32", "ff-w16": "w16", "ff-w8": "w8"}
+EXACT_HEAD = {"ffh-w16": "w16", "ffh-w8": "w8"}  # FF on the body + the exact head (its own rows, never "FF")
 BP_KINDS = {"bp-fp32": "fp32", "bp-qat": "qat"}
-TRAINED_METHODS = tuple(BP_KINDS) + tuple(FF_PRECISIONS)
+TRAINED_METHODS = tuple(BP_KINDS) + tuple(FF_PRECISIONS) + tuple(EXACT_HEAD)
+OUTPUT_HEADROOM = pipeline.OUTPUT_HEADROOM  # the int8 graph's logits range over the calibrated one
 EVAL_POINTS = 10  # test accuracy is recorded this many times along each run (for the curves)
 
 
@@ -70,6 +72,9 @@ class Hyper:
     eps_lsb: float = 8
     body_lr_scale: float = 0.4
     optimizer: str = "adam"
+    schedule: str = "constant"  # FF: learning-rate schedule over the run (TrainConfig.schedule)
+    grad_average: float = 0.0  # FF: exponential average of the gradient estimates (TrainConfig.grad_average)
+    head_lr: float = 0.0  # exact-head methods: the head's float-space SGD rate (the body keeps lr * body_lr_scale)
 
 
 @dataclass
@@ -102,6 +107,7 @@ class Converted:
 
     def __init__(self, ep: Episode, mode: Mode, workdir: str | os.PathLike):
         cfg = pipeline.ConvertConfig(trainable=mode.trainable, input_range=ep.input_range,
+                                     output_headroom=OUTPUT_HEADROOM,
                                      class_names=ep.class_names, source={**ep.source, "episode": ep.name})
         t0 = time.perf_counter()
         model_bytes, self.meta = pipeline.convert_keras_model(ep.float_model, cfg, ep.x_train)
@@ -123,11 +129,13 @@ class Converted:
         return hits / n
 
 
-def ff_config(hp: Hyper, mode: Mode, precision: str, seed: int, n_train: int, n_tensors: int) -> TrainConfig:
-    lr = (hp.lr * hp.body_lr_scale,) * (n_tensors - 1) + (hp.lr,)
+def ff_config(hp: Hyper, mode: Mode, precision: str, seed: int, n_train: int, n_tensors: int,
+              exact_head: bool = False) -> TrainConfig:
+    lr = (hp.lr * hp.body_lr_scale,) * (n_tensors - 1) + ((hp.head_lr if exact_head else hp.lr),)
     eps = int(hp.eps_lsb) if float(hp.eps_lsb).is_integer() else hp.eps_lsb
     return TrainConfig(seed=seed, steps=hp.steps, batch_size=min(hp.batch_size, n_train), m=hp.m, eps_lsb=eps,
-                       lr=lr, precision=precision, mask=mode.mask, sparsity=mode.sparsity)
+                       lr=lr, precision=precision, mask=mode.mask, sparsity=mode.sparsity, exact_head=exact_head,
+                       grad_average=hp.grad_average, schedule=hp.schedule)
 
 
 def timed_ff_loop(states: Iterator[tuple[trainer.TrainState, dict]], steps: int,
@@ -142,18 +150,21 @@ def timed_ff_loop(states: Iterator[tuple[trainer.TrainState, dict]], steps: int,
     return curve, state, wall
 
 
-def run_ff_int8(conv: Converted, mode: Mode, hp: Hyper, precision: str, seed: int) -> Run:
-    """Sign-m-SPSA on the int8 graph through the LiteRT interpreter (the on-device path)."""
+def run_ff_int8(conv: Converted, mode: Mode, hp: Hyper, precision: str, seed: int, exact_head: bool = False) -> Run:
+    """Sign-m-SPSA on the int8 graph through the LiteRT interpreter (the on-device path); with
+    exact_head, the head's gradient in closed form from the same engine (tflite_fg.exact_head)."""
     model = conv.model
-    cfg = ff_config(hp, mode, precision, seed, len(conv.xq_train), len(model.meta.trainable))
+    cfg = ff_config(hp, mode, precision, seed, len(conv.xq_train), len(model.meta.trainable), exact_head)
     start = model.initial_params()
     space = build.build_space(cfg)
-    est, tx = build.build_estimator(cfg, start, space), build.build_transform(cfg)
+    est = build.build_estimator(cfg, start, space, head_quant=model.head_quant() if exact_head else None)
+    tx = build.build_transform(cfg)
     make_loss = objective.minibatch_loss(model, conv.xq_train, conv.y_train, seed, cfg.batch_size)
     state = trainer.init_state(start, est, tx, space)
     curve, state, wall = timed_ff_loop(trainer.fit(state, make_loss, est, tx, seed, cfg.steps, space), cfg.steps,
                                   lambda s: conv.accuracy(space.to_engine(s.params)))
-    return Run(f"ff-{precision}", dataclasses.asdict(hp), seed, curve[-1]["acc"], state.forward_passes, wall, curve)
+    return Run(f"ff{'h' if exact_head else ''}-{precision}", dataclasses.asdict(hp), seed, curve[-1]["acc"],
+               state.forward_passes, wall, curve)
 
 
 def run_ff_fp32(ep: Episode, conv: Converted, mode: Mode, hp: Hyper, seed: int) -> Run:
@@ -200,14 +211,16 @@ def run_cell(ep: Episode, mode: Mode, plan: dict[str, list[Hyper]], seed: int = 
                "runs": []}
         for method, hypers in plan.items():
             for hp in hypers:
-                if method in FF_PRECISIONS and method != "ff-fp32":
+                if method in EXACT_HEAD:
+                    run = run_ff_int8(conv, mode, hp, EXACT_HEAD[method], seed, exact_head=True)
+                elif method in FF_PRECISIONS and method != "ff-fp32":
                     run = run_ff_int8(conv, mode, hp, FF_PRECISIONS[method], seed)
                 elif method == "ff-fp32":
                     run = run_ff_fp32(ep, conv, mode, hp, seed)
                 else:
                     run = run_bp(ep, mode, hp, BP_KINDS[method], seed)
                     keras.backend.clear_session()
-                log(f"  {ep.name} {mode.name} {method} lr={hp.lr:g}: {out['zero_shot']['int8']:.3f} -> "
+                log(f"  {ep.name} {mode.name} {method} lr={hp.lr:g}{f' head_lr={hp.head_lr:g}' if hp.head_lr else ''}: {out['zero_shot']['int8']:.3f} -> "
                     f"{run.final_acc:.3f} ({run.forward_passes} passes, {run.wall_s:.1f} s)")
                 out["runs"].append(run.as_dict())
     return out

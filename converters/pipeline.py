@@ -1,4 +1,6 @@
-"""Keras model -> int8 .tflite with `forward`/`infer`/`probe` (+ `prefix`/`suffix`) signatures + the runtime's metadata."""
+"""Keras model -> int8 .tflite with `forward`/`infer`/`probe` (+ `prefix`/`suffix`) signatures + the runtime's metadata.
+
+When the last trainable layer is dense, forward/suffix/probe also return its input (`head_in`, for the exact head)."""
 from __future__ import annotations
 
 import os
@@ -7,17 +9,24 @@ from typing import Sequence
 
 import numpy as np
 
-from converters import graph_probe, graph_split, graph_surgery, qat, tflite_export
+from converters import graph_head, graph_probe, graph_split, graph_surgery, qat, tflite_export
 from converters.keras_compat import keras
 from tflite_fg import flatbuf
 from tflite_fg.metadata import CONVERTER_VERSION, Metadata, TrainableTensor, sha256_bytes, write_model
 from tflite_fg.model import FORWARD, INFER, load_interpreter
 
 
+# The logits' int8 range is this many times the starting head's: room for the margins training grows
+# (with 1.0, 1 of 10 vww-faces k20 FT splits collapsed to one class, both logits at the rails;
+# with 2.0 none did, and fmnist-fewshot FT validation was unchanged: docs/benchmarks.md).
+OUTPUT_HEADROOM = 2.0
+
+
 @dataclass(frozen=True)
 class ConvertConfig:
     trainable: str | tuple[str, ...] = "head"   # names, "head", or "last:N"
     headroom: float = 1.0                      # trainable range = headroom * max|w| at conversion
+    output_headroom: float = OUTPUT_HEADROOM   # logits range = output_headroom * the calibrated one
     input_range: tuple[float, float] | None = None  # fixed float input range; None: from the data
     qat_epochs: int = 0                        # optional QAT fine-tune on (x, y) of the source task
     qat_learning_rate: float = 1e-4
@@ -28,6 +37,9 @@ class ConvertConfig:
     def __post_init__(self):
         if not self.headroom >= 1.0:
             raise ValueError(f"headroom={self.headroom}: must be >= 1 (the range must cover the initial kernel)")
+        if not self.output_headroom >= 1.0:
+            raise ValueError(f"output_headroom={self.output_headroom}: must be >= 1 (the range must cover the "
+                             "starting logits)")
         if self.qat_epochs < 0:
             raise ValueError(f"qat_epochs={self.qat_epochs}: must be >= 0")
 
@@ -72,7 +84,7 @@ def quantize_aware(model, cfg: ConvertConfig, representative: np.ndarray,
     float_model = graph_surgery.fold_batchnorm_and_relu(model)
     trainable = graph_surgery.select_trainable(float_model, cfg.trainable)
     qat_model, _ = qat.quantize_model(float_model, trainable, cfg.headroom)
-    qat.calibrate(qat_model, float_model, representative, cfg.input_range)
+    qat.calibrate(qat_model, float_model, representative, cfg.input_range, output_headroom=cfg.output_headroom)
     if cfg.qat_epochs:
         if qat_data is None:
             raise ValueError("qat_epochs > 0 needs qat_data=(x, y) from the source task")
@@ -93,6 +105,8 @@ def to_tflite(qat_model, trainable: Sequence[str], cfg: ConvertConfig) -> tuple[
     that locates its trainable kernels."""
     model_bytes, n_features = graph_split.add_prefix_suffix(tflite_export.convert_to_tflite(qat_model, trainable))
     model_bytes = graph_probe.add_probe(model_bytes, [tflite_export.kernel_input_name(n) for n in trainable])
+    if qat.kernel_values(qat_model, trainable[-1])[0] == "Dense":  # the exact head's input (graph_head)
+        model_bytes = graph_head.add_head_input(model_bytes, tflite_export.kernel_input_name(trainable[-1]))
 
     runner = load_interpreter(model_bytes, "builtin", 1, "converted model").get_signature_runner(FORWARD)
     inputs, outputs = runner.get_input_details(), runner.get_output_details()
@@ -113,7 +127,7 @@ def to_tflite(qat_model, trainable: Sequence[str], cfg: ConvertConfig) -> tuple[
             infer_offset=located[n][0].offset, nbytes=located[n][0].nbytes) for n in trainable),
         class_names=tuple(cfg.class_names), preprocessing=dict(cfg.preprocessing),
         source={**cfg.source, "trainable_spec": cfg.trainable if isinstance(cfg.trainable, str) else list(cfg.trainable),
-                "headroom": cfg.headroom, "qat_epochs": cfg.qat_epochs,
+                "headroom": cfg.headroom, "output_headroom": cfg.output_headroom, "qat_epochs": cfg.qat_epochs,
                 "converter_version": CONVERTER_VERSION, "prefix_features": n_features},
     )
     return model_bytes, meta

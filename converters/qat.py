@@ -168,10 +168,14 @@ SAME_SCALE_LAYERS = (keras.layers.AveragePooling2D, keras.layers.MaxPooling2D)
 
 
 def calibrate(qat_model, float_model, representative: np.ndarray, input_range: tuple[float, float] | None = None,
-              batch_size: int = 64) -> None:
+              batch_size: int = 64, output_headroom: float = 1.0) -> None:
     """Post-training calibration of the QAT model's activation ranges from the float model's
     activations on representative data (tfmot's EMA from the initial ±6 would need thousands of
-    steps). One training-mode call first sets the frozen kernels' LastValue ranges."""
+    steps). One training-mode call first sets the frozen kernels' LastValue ranges.
+
+    output_headroom > 1 widens the logits' range: it is fixed at conversion from the starting
+    head, and training grows the margins until the int8 logits sit at the rails, where a forward
+    loss stops seeing any change (docs/benchmarks.md, vww-faces FT)."""
     qat_model(representative[:batch_size], training=True)
     names = [l.name for l in float_model.layers[1:]]
     probe = keras.Model(float_model.inputs, [float_model.get_layer(n).output for n in names])
@@ -182,6 +186,8 @@ def calibrate(qat_model, float_model, representative: np.ndarray, input_range: t
         for n, o in zip(names, outs):
             o = o.numpy()
             lo[n], hi[n] = min(lo[n], float(o.min())), max(hi[n], float(o.max()))
+    out_name = float_model.layers[-1].name
+    lo[out_name], hi[out_name] = lo[out_name] * output_headroom, hi[out_name] * output_headroom
     in_name = float_model.layers[0].name
     lo[in_name], hi[in_name] = (input_range if input_range is not None
                                 else (float(representative.min()), float(representative.max())))

@@ -20,10 +20,11 @@ from typing import Callable
 
 import numpy as np
 
-from converters import fmnist_cnn, pipeline
+from converters import benchmark, fmnist_cnn, pipeline
 from converters import tasks as ctasks
-from converters.benchmark import TRAINED_METHODS, Episode, Hyper, Mode, run_cell
+from converters.benchmark import EXACT_HEAD, TRAINED_METHODS, Episode, Hyper, Mode, run_cell
 from tflite_fg import assets, fmnist_c, sounds, tasks
+from tflite_fg.metadata import CONVERTER_VERSION
 
 SPLITS = ("val", "test")
 VAL_SEED_OFFSET = 1000  # validation episode i uses seed 1000 + i: disjoint from test seeds 0..999
@@ -45,8 +46,11 @@ class TaskSpec:
     grids: dict[str, tuple[float, ...]] = dataclasses.field(default_factory=lambda: dict(GRIDS))
 
     def hyper(self, method: str, lr: float, scale: float = 1.0) -> Hyper:
-        steps = self.bp_steps if method.startswith("bp") else self.ff_steps
-        return Hyper(lr=lr, steps=max(1, int(round(steps * scale))), batch_size=self.batch_size)
+        """The method's recipe at grid value lr (for the exact-head methods: the head's rate)."""
+        steps = max(1, int(round((self.bp_steps if method.startswith("bp") else self.ff_steps) * scale)))
+        if method in EXACT_HEAD:
+            return Hyper(lr=EXACT_HEAD_BODY_LR[method], head_lr=lr, steps=steps, batch_size=self.batch_size)
+        return Hyper(lr=lr, steps=steps, batch_size=self.batch_size)
 
     def mode(self, name: str) -> Mode:
         for m in self.modes:
@@ -56,14 +60,30 @@ class TaskSpec:
 
 
 # Learning-rate grids: BP Adam rates; FF rates in int8 LSBs per unit of z (w8 rounds updates to whole
-# LSBs, so it needs larger ones: docs/ablation.md).
+# LSBs, so it needs larger ones: docs/ablation.md); the exact-head methods' grid is the head's float
+# SGD rate, their FF body keeping EXACT_HEAD_BODY_LR (the rate ff-w16 / ff-w8 choose on most rows).
+# Each grid reaches one step past where the previous suite's choices sat, so no choice is at an edge.
 GRIDS: dict[str, tuple[float, ...]] = {
-    "bp-fp32": (1e-4, 3e-4, 1e-3, 3e-3, 1e-2),
-    "bp-qat": (1e-4, 3e-4, 1e-3, 3e-3, 1e-2),
-    "ff-fp32": (0.1, 0.25, 0.5, 1.0),
-    "ff-w16": (0.1, 0.25, 0.5, 1.0),
-    "ff-w8": (0.5, 1.0, 2.0, 4.0),
+    "bp-fp32": (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2),
+    "bp-qat": (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2),
+    "ff-fp32": (0.1, 0.25, 0.5, 1.0, 2.0),
+    "ff-w16": (0.1, 0.25, 0.5, 1.0, 2.0),
+    "ff-w8": (0.25, 0.5, 1.0, 2.0, 4.0),
+    "ffh-w16": (0.03, 0.1, 0.3, 1.0, 3.0),
+    "ffh-w8": (0.03, 0.1, 0.3, 1.0, 3.0),
 }
+EXACT_HEAD_BODY_LR = {"ffh-w16": 1.0, "ffh-w8": 2.0}
+
+
+# Step caps: each run is evaluated at 10 points and validation picks the step count as well as the
+# rate (tools/bench.py), so the caps only need to reach past where validation stops improving.
+# 3x the budgets of the first suite (1,000 FF / 100 BP steps, fmnist-c 300), where FF was still rising.
+FF_STEPS, BP_STEPS = 3000, 300
+
+
+def grid_value(method: str, hyper: dict) -> float:
+    """The grid coordinate of a run's recipe (Hyper as a dict)."""
+    return hyper["head_lr"] if method in EXACT_HEAD else hyper["lr"]
 
 
 def _seed(split: str, index: int) -> int:
@@ -149,17 +169,17 @@ def _sounds_episode(variant: str, split: str, index: int, cache: str | None) -> 
 TASKS: dict[str, TaskSpec] = {t.name: t for t in [
     TaskSpec("fmnist-fewshot", "MLPerf Tiny ResNet-8 (CIFAR-10) -> Fashion-MNIST test split, 5-way 5-shot, "
              "15 queries per class, ProtoNet head", ("5w5s",),
-             (Mode("LP", "last:1"), Mode("FT", "last:4")), {"val": 3, "test": 100}, 1000, 100, 64, _fmnist_episode),
+             (Mode("LP", "last:1"), Mode("FT", "last:4")), {"val": 3, "test": 100}, FF_STEPS, BP_STEPS, 64, _fmnist_episode),
     TaskSpec("vww-faces", "MLPerf Tiny MobileNetV1 VWW (person / non-person) -> scikit-image LFW "
              "faces vs non-faces, k shots per class, the rest test, ProtoNet head", ("k10", "k20"),
-             (Mode("LP", "last:1"), Mode("FT", "last:3")), {"val": 2, "test": 20}, 1000, 100, 64, _vww_episode),
+             (Mode("LP", "last:1"), Mode("FT", "last:3")), {"val": 2, "test": 20}, FF_STEPS, BP_STEPS, 64, _vww_episode),
     TaskSpec("fmnist-c", "our CNN (clean Fashion-MNIST train) -> Fashion-MNIST test with 15 corruptions, "
              "adapt on 90%, test on 10%, per severity", ("easy", "medium", "hard"),
              (Mode("dec1", "last:1"), Mode("dec3", "last:3"), Mode("dec3-sparse90", "last:3", "topk", 0.9)),
-             {"val": 1, "test": 3}, 1000, 300, 64, _fmnist_c_episode),
+             {"val": 1, "test": 3}, FF_STEPS, 3 * BP_STEPS, 64, _fmnist_c_episode),
     TaskSpec("sounds-fewshot", "MLPerf Tiny DS-CNN keyword spotting -> Debian sonic-pi-samples categories, "
              "5-way 1-shot, ProtoNet head", ("5w1s",),
-             (Mode("LP", "last:1"), Mode("FT-full", "all")), {"val": 3, "test": 100}, 1000, 100, 64, _sounds_episode),
+             (Mode("LP", "last:1"), Mode("FT-full", "all")), {"val": 3, "test": 100}, FF_STEPS, BP_STEPS, 64, _sounds_episode),
 ]}
 
 
@@ -182,7 +202,8 @@ class Unit:
 
     def key(self) -> str:
         """Changes whenever anything that decides the result changes (reuse finished units)."""
-        spec = json.dumps(dataclasses.asdict(self), sort_keys=True)
+        spec = json.dumps({**dataclasses.asdict(self), "converter_version": CONVERTER_VERSION,
+                           "output_headroom": benchmark.OUTPUT_HEADROOM}, sort_keys=True)
         return hashlib.sha256(spec.encode()).hexdigest()[:16]
 
     def __hash__(self) -> int:  # the plan is a dict; the key covers every field

@@ -48,8 +48,8 @@ def _check_task_fits(task: tasks.FewShotTask, backbone: str) -> None:
 
 
 def convert_fewshot(task_name: str, task: tasks.FewShotTask, trainable: str = "last:4", headroom: float = 1.0,
-                    cache: str | os.PathLike | None = None,
-                    backbone: str = tasks.DEFAULT_BACKBONE) -> tuple[bytes, "pipeline.Metadata"]:
+                    cache: str | os.PathLike | None = None, backbone: str = tasks.DEFAULT_BACKBONE,
+                    output_headroom: float = pipeline.OUTPUT_HEADROOM) -> tuple[bytes, "pipeline.Metadata"]:
     """``backbone`` (one of tflite_fg.tasks.BACKBONES) with the prototype head of ``task``'s support
     set, as int8 .tflite bytes + metadata. ``task_name`` (one of tflite_fg.tasks.TASKS) picks the
     class names; the task must have been loaded for the same backbone (its input size and scaling),
@@ -61,7 +61,7 @@ def convert_fewshot(task_name: str, task: tasks.FewShotTask, trainable: str = "l
     class_names = _TASK_CLASSES[task_name]
     model = prototype_model(load_backbone(backbone, cache), task.x_support, task.y_support, len(class_names))
     cfg = pipeline.ConvertConfig(
-        trainable=trainable, headroom=headroom, input_range=bb.input_range,
+        trainable=trainable, headroom=headroom, output_headroom=output_headroom, input_range=bb.input_range,
         class_names=class_names, preprocessing=tasks.preprocessing(task_name, backbone),
         source={"model": bb.description, "backbone": backbone,
                 "task": f"{task_name}-fewshot", "shots": task.shots, "seed": task.seed})
@@ -69,7 +69,7 @@ def convert_fewshot(task_name: str, task: tasks.FewShotTask, trainable: str = "l
 
 
 def convert_fmnist_fewshot(task: tasks.FewShotTask, trainable: str = "last:4", headroom: float = 1.0,
-                           cache: str | os.PathLike | None = None,
-                           backbone: str = tasks.DEFAULT_BACKBONE) -> tuple[bytes, "pipeline.Metadata"]:
+                           cache: str | os.PathLike | None = None, backbone: str = tasks.DEFAULT_BACKBONE,
+                           output_headroom: float = pipeline.OUTPUT_HEADROOM) -> tuple[bytes, "pipeline.Metadata"]:
     """The default task's conversion: ``convert_fewshot("fmnist", ...)``."""
-    return convert_fewshot("fmnist", task, trainable, headroom, cache, backbone)
+    return convert_fewshot("fmnist", task, trainable, headroom, cache, backbone, output_headroom)

@@ -42,15 +42,17 @@ def test_ff_int8_run_is_bit_reproducible_and_learns_the_training_set(converted):
 
 
 def test_run_cell_runs_every_method_on_the_same_episode(episode):
-    plan = {m: [benchmark.Hyper(lr=1e-3 if m.startswith("bp") else 0.5, steps=10, batch_size=25)]
+    plan = {m: [benchmark.Hyper(lr=1e-3 if m.startswith("bp") else 0.5, steps=10, batch_size=25,
+                                head_lr=0.3 if m in benchmark.EXACT_HEAD else 0.0)]
             for m in benchmark.TRAINED_METHODS}
     lines = []
     out = benchmark.run_cell(episode, MODE, plan, seed=0, log=lines.append)
-    assert [r["method"] for r in out["runs"]] == list(benchmark.TRAINED_METHODS) and len(lines) == 5
+    assert [r["method"] for r in out["runs"]] == list(benchmark.TRAINED_METHODS) and len(lines) == 7
     assert out["trainable_params"] == 64 * 5 and out["n_train"] == 25 and out["n_test"] == 75
     for r in out["runs"]:
         assert 0 <= r["final_acc"] <= 1 and r["curve"][-1]["step"] == 10
-        assert r["forward_passes"] == (10 if r["method"].startswith("bp") else 60)
+        # BP: one pass per step; the exact head alone (LP): one; FF: 2m = 6
+        assert r["forward_passes"] == (10 if r["method"].startswith(("bp", "ffh")) else 60)
     with pytest.raises(ValueError, match="unknown methods"):
         benchmark.run_cell(episode, MODE, {"sgd": []})
 
@@ -70,6 +72,9 @@ def test_suite_specs_and_errors():
         assert set(spec.grids) == set(benchmark.TRAINED_METHODS) and spec.episodes["val"] >= 1
         assert spec.hyper("bp-fp32", 1e-3).steps == spec.bp_steps and spec.hyper("ff-w8", 1.0, 0.2).steps == \
             round(spec.ff_steps * 0.2)
+        head = spec.hyper("ffh-w16", 0.3)
+        assert head.head_lr == 0.3 and head.lr == suite.EXACT_HEAD_BODY_LR["ffh-w16"]
+        assert suite.grid_value("ffh-w16", dataclasses.asdict(head)) == 0.3
     with pytest.raises(ValueError, match="unknown task"):
         suite.get_task("cifar")
     with pytest.raises(ValueError, match="unknown mode"):

@@ -56,7 +56,8 @@ def test_config_defaults_and_frozen():
 @pytest.mark.parametrize("field,value", [
     ("seed", -1), ("seed", 1 << 64), ("steps", 0), ("batch_size", 0), ("batch_size", 2.0), ("m", 0),
     ("m", True), ("eps_lsb", 0), ("eps_lsb", 128), ("lr", 0.0), ("lr", float("nan")), ("lr", "1"),
-    ("distribution", "uniform"), ("estimator", "adam"),
+    ("distribution", "uniform"), ("estimator", "adam"), ("grad_average", 1.0), ("grad_average", -0.1),
+    ("exact_head", 1),
 ])
 def test_config_validation_names_field_and_value(field, value):
     kwargs = {"steps": 10, "batch_size": 8, "lr": 0.5, field: value}
@@ -201,6 +202,7 @@ ENHANCEMENTS = {
     "step": {"schedule": "step", "schedule_every": 10},
     "stochastic_update": {"update_rounding": "stochastic", "lr": 0.7},
     "paper": {"arithmetic": "paper"},
+    "grad_average": {"grad_average": 0.8, "precision": "w16", "eps_lsb": 0.5},
     "w16": {"precision": "w16", "eps_lsb": 0.5},
     "fp32": {"precision": "fp32", "eps_lsb": 0.5},
 }
@@ -216,6 +218,17 @@ def test_each_enhancement_changes_the_result_and_is_deterministic(name):
     other = engine(dataclasses.replace(cfg, seed=4))
     assert not all(np.array_equal(a, b) for a, b in zip(result, other))
     assert quadratic(result) < quadratic(INIT)  # and it still trains
+
+
+def test_grad_average_heads_the_transform_chain_and_refuses_the_paper_arithmetic():
+    tx = build.build_transform(cfg_of(lr=2.0, grad_average=0.5))
+    g = [np.full((5, 6), 1.0, np.float32), np.array([0.3, -0.3], np.float32)]
+    out, state = tx.update(g, tx.init(INIT), None)
+    assert np.all(out[0] == -1) and out[1].tolist() == [0, 0]  # -2 * 0.5 * g, rounded
+    out, _ = tx.update(g, state, None)
+    assert np.all(out[0] == -2) and out[1].tolist() == [0, 0]  # -2 * 0.75 * g: -1.5 -> -2, -0.45 -> 0
+    with pytest.raises(ValueError, match="grad_average"):
+        cfg_of(grad_average=0.9, arithmetic="paper")
 
 
 def test_w16_engine_rounding_changes_the_result():

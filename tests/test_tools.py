@@ -105,6 +105,14 @@ def test_ablate_writes_json_table_and_plot(cache_dir, tmp_path):
                     f"--cache_dir={cache_dir}", f"--runs_dir={tmp_path / 'runs'}", f"--results={tmp_path}",
                     f"--doc={tmp_path / 'ablation.md'}")
     assert rc == 0 and log.count("reused;") == 4, log
+    rc, log = _tool("ablate.py", "--study=levers", "--tasks=fmnist", "--variants=exact-head", "--seeds=2",
+                    "--steps=3", "--n_test=50", f"--cache_dir={cache_dir}", f"--runs_dir={tmp_path / 'runs'}",
+                    f"--results={tmp_path}", f"--doc={tmp_path / 'ablation.md'}")
+    assert rc == 0, log
+    levers = json.loads((tmp_path / "ablation-levers.json").read_text())["results"]["fmnist"]
+    assert set(levers) == {"exact-head"} and levers["exact-head"]["forward_passes"] == 3 * 7  # 2m + 1 per step
+    doc = (tmp_path / "ablation.md").read_text()
+    assert "## Precision modes" in doc and "## Levers beyond the paper" in doc and "| exact-head |" in doc
 
 
 def test_train_fp32_baseline_runs_on_the_split_model(head_model_path, cache_dir, tmp_path):
@@ -124,12 +132,14 @@ def test_bench_quick_tunes_tests_reports_and_reuses(cache_dir, tmp_path):
     summary = json.loads((out / "fmnist-fewshot.json").read_text())
     (row,) = summary["rows"]
     assert row["mode"] == "LP" and row["episodes"] == 2 and row["n_test"] == 75
-    assert set(row["methods"]) == {"bp-fp32", "bp-qat", "ff-fp32", "ff-w16", "ff-w8"}
+    assert set(row["methods"]) == {"bp-fp32", "bp-qat", "ff-fp32", "ff-w16", "ff-w8", "ffh-w16", "ffh-w8"}
     for method, s in row["methods"].items():
-        assert 0 <= s["mean"] <= 1 and s["ci"] >= 0 and len(s["curve"]["acc"]) == 10
+        assert 0 <= s["mean"] <= 1 and s["ci"] >= 0 and 1 <= len(s["curve"]["acc"]) <= 10
         assert s["lr"] in [float(k) for k in s["val_acc"]] and s["val_acc"][str(s["lr"])] == max(s["val_acc"].values())
+        assert s["curve"]["step"][-1] == s["hyper"]["steps"]  # the test run stops at the step chosen on validation
     doc = (out / "benchmarks.md").read_text()
     assert "## fmnist-fewshot" in doc and "within 5 / 2 points of BP fp32" in doc and "python tools/bench.py" in doc
+    assert "acc at BP's wall time" in doc and "FF + exact head w16" in doc
     assert all((out / f"fmnist-fewshot-{k}.png").stat().st_size > 0 for k in ("passes", "wall"))
     rc, log = _tool("bench.py", *args)
     assert rc == 0 and "1 reused, 0 to run" in log and "2 reused, 0 to run" in log, log

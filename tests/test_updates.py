@@ -141,3 +141,17 @@ def test_integer_sgd_rejects_float_gradients_and_bad_rates():
     for bad in (0.0, -1.0, float("nan"), [1.0, 0.0]):
         with pytest.raises(ValueError, match="lr"):
             updates.integer_sgd(bad)
+
+
+def test_average_gradients_is_an_exponential_average_in_float32():
+    tx = updates.average_gradients(0.75)
+    g1, g2 = [np.array([4.0, -8.0], np.float32)], [np.array([0.0, 8.0], np.float32)]
+    state = tx.init([np.zeros(2, np.int8)])
+    out, state = tx.update(g1, state)
+    np.testing.assert_array_equal(out[0], [1.0, -2.0])
+    out, state = tx.update(g2, state)
+    np.testing.assert_array_equal(out[0], [0.75, 0.5])  # 0.75 * [1, -2] + 0.25 * [0, 8]
+    assert out[0].dtype == np.float32 and state.average[0] is out[0]
+    for bad in (0.0, 1.0, -0.5):
+        with pytest.raises(ValueError, match="decay"):
+            updates.average_gradients(bad)

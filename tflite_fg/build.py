@@ -4,8 +4,10 @@ The composition order is fixed and documented here once:
 sampler = masked(kernel_normalized(momentum_guided(base(support))))   (each only if enabled)
           with `support` the selected neurons' elements (selection.py): base draws only those, and a
           final masked(support) keeps momentum's history of a previous selection out
-estimator = sharpness_aware(sign_m_spsa | spsa)               (SAM only if enabled)
-transform = chain(scale_by_learning_rate, scale_by_schedule, round_to_int | stochastic_round)
+estimator = exact_head(sharpness_aware(sign_m_spsa | spsa))   (SAM, exact head only if enabled;
+          with the exact head the samplers' support leaves the head out, and a head-only model has no probes)
+transform = chain(average_gradients, scale_by_learning_rate, scale_by_schedule, round_to_int | stochastic_round)
+            (averaging and the schedule only if enabled)
             or, with arithmetic="paper", integer_sgd (the paper's integer g_q and lr).
 """
 
@@ -15,7 +17,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from tflite_fg import estimators, masks, precision, samplers, schedules, updates
+from tflite_fg import estimators, exact_head, masks, precision, samplers, schedules, updates
 from tflite_fg.config import MASTER_LSB, TrainConfig
 
 _SAMPLERS = {"gaussian": samplers.gaussian_q8, "rademacher": samplers.rademacher, "binomial": samplers.binomial}
@@ -54,8 +56,27 @@ def build_sampler(cfg: TrainConfig, initial_int8: Sequence[np.ndarray] | None = 
 
 def build_estimator(cfg: TrainConfig, initial_int8: Sequence[np.ndarray] | None = None,
                     space: precision.WeightSpace | None = None,
-                    support: Sequence[np.ndarray] | None = None) -> estimators.Estimator:
+                    support: Sequence[np.ndarray] | None = None,
+                    head_quant: exact_head.HeadQuant | None = None) -> estimators.Estimator:
+    """head_quant: the model's quantization the exact head needs (FgModel.head_quant())."""
     space = space or build_space(cfg)
+    if not cfg.exact_head:
+        return _zeroth_order(cfg, initial_int8, space, support)
+    if head_quant is None or initial_int8 is None:
+        raise ValueError("exact_head needs the model's head_quant and the initial int8 kernels")
+    head_mask = support[-1] if support is not None else None
+    if cfg.mask != "none":
+        static = build_masks(cfg, initial_int8)[-1]
+        head_mask = static if head_mask is None else head_mask & static
+    if len(initial_int8) == 1:
+        return exact_head.exact_head(None, head_quant, head_mask)
+    body = list(support[:-1]) if support is not None else [np.ones(np.shape(w), bool) for w in initial_int8[:-1]]
+    inner = _zeroth_order(cfg, initial_int8, space, body + [np.zeros(np.shape(initial_int8[-1]), bool)])
+    return exact_head.exact_head(inner, head_quant, head_mask)
+
+
+def _zeroth_order(cfg: TrainConfig, initial_int8: Sequence[np.ndarray] | None, space: precision.WeightSpace,
+                  support: Sequence[np.ndarray] | None) -> estimators.Estimator:
     sampler = build_sampler(cfg, initial_int8, support)
     if cfg.estimator == "spsa":
         est = estimators.spsa(sampler, cfg.m, cfg.eps_lsb, space)
@@ -78,7 +99,8 @@ def build_transform(cfg: TrainConfig) -> updates.GradientTransformation:
     stochastic = cfg.update_rounding == "stochastic"
     if cfg.arithmetic == "paper":
         return updates.integer_sgd(lr, build_schedule(cfg), cfg.seed if stochastic else None)
-    parts = [updates.scale_by_learning_rate(lr)]
+    parts = [updates.average_gradients(cfg.grad_average)] if cfg.grad_average else []
+    parts.append(updates.scale_by_learning_rate(lr))
     if cfg.schedule != "constant":
         parts.append(updates.scale_by_schedule(build_schedule(cfg)))
     if cfg.precision != "fp32":

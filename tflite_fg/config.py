@@ -56,8 +56,10 @@ class TrainConfig:
     momentum_alpha: float = 0.0       # > 0: momentum-guided sampling
     momentum_beta_min: float = 0.5
     momentum_decay_steps: int = 1000
+    grad_average: float = 0.0        # > 0: exponential average of the gradient estimates (updates.average_gradients)
     sam_rho: float = 0.0              # > 0: sharpness-aware ascent of rho * eps before each step
     kernel_norm: bool = False
+    exact_head: bool = False          # the head's gradient in closed form (exact_head.py), FF on the rest
     mask: str = "none"
     sparsity: float = 0.9             # frozen fraction for topk / random masks
     mask_threshold_lsb: float = 8.0   # threshold masks keep |w| >= this
@@ -102,11 +104,20 @@ class TrainConfig:
                              f"gradient is on the scale of z; got {self.estimator!r}")
         _number_in("momentum_beta_min", self.momentum_beta_min, 0, 1)
         _int_at_least("momentum_decay_steps", self.momentum_decay_steps, 0)
+        _number_in("grad_average", self.grad_average, 0, 0.999)
+        if self.grad_average and self.arithmetic == "paper":
+            raise ValueError("grad_average averages float gradient estimates; arithmetic='paper' keeps the "
+                             "paper's 8-bit integer g_q")
         _number_in("sam_rho", self.sam_rho, 0, 16)
         if self.sam_rho and lsb and not float(self.sam_rho * self.eps_lsb * lsb).is_integer():
             raise ValueError(f"sam_rho * eps_lsb must be a whole number of master LSBs, got {self.sam_rho!r}")
         if not isinstance(self.kernel_norm, bool):
             raise ValueError(f"kernel_norm must be True or False, got {self.kernel_norm!r}")
+        if not isinstance(self.exact_head, bool):
+            raise ValueError(f"exact_head must be True or False, got {self.exact_head!r}")
+        if self.exact_head and (self.precision == "fp32" or self.arithmetic == "paper"):
+            raise ValueError("exact_head trains the int8 head with the anchored arithmetic: it needs precision "
+                             f"w8 or w16 and arithmetic 'anchored', got {self.precision!r}, {self.arithmetic!r}")
         _one_of("mask", self.mask, masks.KINDS)
         _number_in("sparsity", self.sparsity, 0, 0.999)
         _number_in("mask_threshold_lsb", self.mask_threshold_lsb, 0, 127)

@@ -15,8 +15,8 @@ from tflite_fg.atomic import atomic_write
 
 FORMAT = "tflite_fg/1"
 # Recorded in metadata.source by the converter; bumped when its output changes (2: prefix/suffix
-# signatures; 3: probe signature), so cached default conversions older than this are redone.
-CONVERTER_VERSION = 3
+# signatures; 3: probe signature; 4: head_in outputs), so cached default conversions older than this are redone.
+CONVERTER_VERSION = 4
 
 
 @dataclass(frozen=True)

@@ -22,10 +22,12 @@ from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
 from tflite_fg import data, flatbuf, losses
 from tflite_fg.errors import UserError
+from tflite_fg.exact_head import HeadQuant
 from tflite_fg.metadata import Metadata, read_metadata, sha256_bytes
 from tflite_fg.runner import SignatureFn
 
 FORWARD, INFER, PREFIX, SUFFIX, PROBE = "forward", "infer", "prefix", "suffix", "probe"
+HEAD_IN = "head_in"  # extra output of forward/suffix/probe: the head's input (converters.graph_head)
 Features = tuple[np.ndarray, ...]  # what `prefix` returns for a batch: one int8 array per cut tensor
 ENGINES = {
     # Builtin kernels: `forward` and `infer` are bit-identical (same kernels for every op).
@@ -83,13 +85,20 @@ class FgModel:
                              "convert with `python tools/convert.py`, which writes an int8 graph")
         kernels = [t.input_name for t in self.meta.trainable]
         out = [self.meta.output_name]
-        self._forward = SignatureFn(self.interpreter, FORWARD, [self.meta.input_name, *kernels], out)
+        # One SignatureFn per signature (they cache the shapes they allocated for): forward and
+        # suffix also hand back `head_in` when the graph has it, for the exact head.
+        self._has_head_in = HEAD_IN in signatures[FORWARD]["outputs"]
+        train_out = [*out, HEAD_IN] if self._has_head_in else out
+        self._forward = SignatureFn(self.interpreter, FORWARD, [self.meta.input_name, *kernels], train_out)
         self._infer = SignatureFn(self.interpreter, INFER, [self.meta.input_name], out)
         self._prefix = self._suffix = None
         if PREFIX in signatures and SUFFIX in signatures:
             names = sorted(signatures[PREFIX]["outputs"], key=lambda n: int(n[1:]))  # h0, h1, ...
             self._prefix = SignatureFn(self.interpreter, PREFIX, [self.meta.input_name], names)
-            self._suffix = SignatureFn(self.interpreter, SUFFIX, [*names, *kernels], out)
+            self._suffix = SignatureFn(self.interpreter, SUFFIX, [*names, *kernels], train_out)
+        if self._has_head_in:
+            details = self.interpreter.get_signature_runner(FORWARD).get_output_details()[HEAD_IN]
+            self._head_in_quant = (float(details["quantization"][0]), int(details["quantization"][1]))
         self._probe, self._neuron_quant = None, []
         if PROBE in signatures:
             neurons = [f"n{i}" for i in range(len(kernels))]  # converters.graph_probe.neuron_output_name
@@ -107,6 +116,26 @@ class FgModel:
     def has_probe(self) -> bool:
         """True when the model can return its trainable layers' outputs (`neuron_outputs`)."""
         return self._probe is not None
+
+    @property
+    def has_head_input(self) -> bool:
+        """True when forward/suffix also return the head's input (what the exact head needs)."""
+        return self._has_head_in
+
+    def head_quant(self) -> HeadQuant:
+        """The fixed scales the exact head's gradient needs (exact_head.py)."""
+        self._require_head_input()
+        head = self.meta.trainable[-1]
+        if head.op != "Dense":
+            raise ModelError(f"{self.path}: the last trainable layer {head.layer!r} is a {head.op}, not Dense; "
+                             "the exact head trains a dense last layer")
+        return HeadQuant(self.meta.output_scale, *self._head_in_quant, head.scale)
+
+    def _require_head_input(self) -> None:
+        if not self._has_head_in:
+            raise ModelError(f"{self.path} has no '{HEAD_IN}' output (converted before converter version 4, or "
+                             "its last trainable layer is not dense): reconvert it with `python tools/convert.py` "
+                             "to train the head exactly")
 
     @property
     def trainable_params(self) -> int:
@@ -164,6 +193,16 @@ class FgModel:
             return self.forward(features[0], params)
         self._check_params(params)
         return self._suffix(*features, *params)[0]
+
+    def head_forward(self, features: Features, params: Sequence[np.ndarray],
+                     cached: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """(int8 logits, int8 head input) of one batch: from cached features (cached=True) or from
+        the int8 batch itself (features = (xq,), cached=False)."""
+        self._require_head_input()
+        self._check_params(params)
+        if cached and self._suffix is not None:
+            return tuple(self._suffix(*features, *params))
+        return tuple(self._forward(features[0], *params))
 
     def neuron_outputs(self, xq: np.ndarray, params: Sequence[np.ndarray], batch_size: int = 256) -> list[np.ndarray]:
         """Each trainable layer's output (after its fused bias/activation), dequantized to float32:

@@ -15,9 +15,9 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from tflite_fg import rng
-from tflite_fg.estimators import LossFn
-from tflite_fg.model import FgModel
+from tflite_fg import losses, rng
+from tflite_fg.exact_head import HeadBatch
+from tflite_fg.model import Features, FgModel
 
 CACHE_MODES = ("auto", "dataset", "batch", "none")
 AUTO_DATASET_LIMIT_BYTES = 256 << 20  # "auto" caches the whole data set's features up to this size
@@ -48,7 +48,7 @@ def resolve_cache(model: FgModel, xq: np.ndarray, cache: str) -> str:
 
 
 def minibatch_loss(model: FgModel, xq: np.ndarray, y: np.ndarray, seed: int,
-                   batch_size: int, cache: str = "auto") -> Callable[[int], LossFn]:
+                   batch_size: int, cache: str = "auto") -> Callable[[int], "BatchLoss"]:
     y = model.check_labels(y, len(xq))
     if xq.dtype != np.int8:
         raise ValueError(f"training inputs must be the int8 batch from model.quantize_input, got {xq.dtype}")
@@ -56,16 +56,32 @@ def minibatch_loss(model: FgModel, xq: np.ndarray, y: np.ndarray, seed: int,
     cache = resolve_cache(model, xq, cache)
     cached = model.features(xq, batch_size) if cache == "dataset" else None  # prefix arena: one batch
 
-    def make(step: int) -> LossFn:
+    def make(step: int) -> BatchLoss:
         idx = rng.minibatch_indices(seed, step, len(xq), batch_size)
-        yb = y[idx]
         if cache == "none":
-            xb = xq[idx]
-            return lambda params: model.loss(params, xb, yb)
+            return BatchLoss(model, (xq[idx],), y[idx], cached=False)
         feats = tuple(f[idx] for f in cached) if cached is not None else model.features(xq[idx])
-        return lambda params: model.loss_features(params, feats, yb)
+        return BatchLoss(model, feats, y[idx], cached=True)
 
     return make
+
+
+class BatchLoss:
+    """The loss of one mini-batch as a function of the trainable kernels (the LossFn the estimators
+    probe), and `head`: the unperturbed pass that also returns the head's input (exact_head.py)."""
+
+    def __init__(self, model: FgModel, inputs: Features, labels: np.ndarray, cached: bool):
+        self.model, self.inputs, self.labels, self.cached = model, inputs, labels, cached
+
+    def __call__(self, params: Sequence[np.ndarray]) -> float:
+        if self.cached:
+            return self.model.loss_features(params, self.inputs, self.labels)
+        return self.model.loss(params, self.inputs[0], self.labels)
+
+    def head(self, params: Sequence[np.ndarray]) -> HeadBatch:
+        logits, head_in = self.model.head_forward(self.inputs, params, self.cached)
+        loss = losses.softmax_cross_entropy(self.model.dequantize_logits(logits), self.labels)
+        return HeadBatch(logits, head_in, self.labels, loss)
 
 
 def weights_sha256(params: Sequence[np.ndarray]) -> str:

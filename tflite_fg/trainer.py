@@ -31,6 +31,19 @@ class TrainState:
     forward_passes: int = 0
 
 
+class OnEngine:
+    """loss_fn (and its exact-head pass, when it has one) on the int8 kernels the engine runs,
+    space.to_engine(master): what the estimators evaluate."""
+
+    def __init__(self, loss_fn: LossFn, space: WeightSpace, seed: int, step: int):
+        self.loss_fn, self.space, self.seed, self.step = loss_fn, space, seed, step
+        if hasattr(loss_fn, "head"):
+            self.head = lambda params: loss_fn.head(space.to_engine(params, seed, step))
+
+    def __call__(self, params: Sequence[np.ndarray]) -> float:
+        return self.loss_fn(self.space.to_engine(params, self.seed, self.step))
+
+
 def init_state(params: Sequence[np.ndarray], estimator: Estimator, transform: GradientTransformation,
                space: WeightSpace = INT8) -> TrainState:
     """Step 0: the space's master copy of the int8 kernels (the caller's arrays are never written)."""
@@ -48,7 +61,7 @@ def train_step(
     mean of the perturbed losses (free; no extra forward pass).
     """
     step = state.step
-    engine_loss = lambda params: loss_fn(space.to_engine(params, seed, step))  # noqa: E731
+    engine_loss = OnEngine(loss_fn, space, seed, step)
     grads, est_state, info = estimator.estimate(engine_loss, state.params, state.estimator_state, seed, step)
     updates, tx_state = transform.update(grads, state.transform_state, state.params)
     params = space.apply(state.params, updates)

@@ -162,6 +162,35 @@ def stochastic_round(seed: int) -> GradientTransformation:
     return GradientTransformation(_count_init, update)
 
 
+class TraceState(NamedTuple):
+    """The running average of the gradient estimates, float32, one array per tensor."""
+
+    average: list[np.ndarray]
+
+
+def average_gradients(decay: float) -> GradientTransformation:
+    """m <- decay * m + (1 - decay) * g, output m (float32, in this order of operations; Java does the same).
+
+    Sign-m-SPSA's estimate of one step is a few random directions; averaging it over about
+    1 / (1 - decay) steps cancels most of their noise while the true gradient, which changes
+    slowly, adds up. The (1 - decay) factor keeps the learning rate on the same scale as without
+    it (the ZO momentum of ZO-AdaMM / MeZO-momentum, as an exponential average)."""
+    if not 0.0 < decay < 1.0:
+        raise ValueError(f"gradient averaging decay must be in (0, 1), got {decay}")
+    keep, take = np.float32(decay), np.float32(1.0 - decay)
+
+    def init(params: Params) -> TraceState:
+        return TraceState([np.zeros(np.shape(p), np.float32) for p in params])
+
+    def update(updates: Updates, state: TraceState, params: Params | None = None) -> tuple[Updates, TraceState]:
+        if len(updates) != len(state.average):
+            raise ValueError(f"gradient averaging state has {len(state.average)} tensors, updates {len(updates)}")
+        average = [keep * m + take * np.asarray(g, np.float32) for m, g in zip(state.average, updates)]
+        return average, TraceState(average)
+
+    return GradientTransformation(init, update)
+
+
 LR_SHIFT = 24  # Q24 learning-rate multiplier of integer_sgd: lr * Dz down to 6e-8 LSB stays representable
 
 

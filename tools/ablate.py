@@ -1,12 +1,13 @@
 """Ablation of the QZO-FF recipe: precision modes and every enhancement, on/off, over seeds.
 
-  python tools/ablate.py                       # full study (both tasks, 3 seeds): ~40 min on 2 cores
+  python tools/ablate.py                       # the paper's study (both tasks, 3 seeds): ~40 min on 2 cores
+  python tools/ablate.py --study=levers        # the levers beyond the paper against w16 / w8
   python tools/ablate.py --tasks=fmnist --seeds=1 --steps=200 --variants=w8,w16   # a quick look
 
 Each run is `tools/train.py --out=<runs_dir>/<task>/<variant>/seed<k>`; finished runs (result.json
 present, same flags) are reused, so an interrupted study continues where it stopped. Writes
-bench/results/ablation.json, bench/results/ablation.png and docs/ablation.md (the hand-written notes
-between the NOTES markers of the old file are kept).
+bench/results/ablation[-<study>].json and .png and docs/ablation.md, which shows every study that has
+results (the hand-written notes between the NOTES markers of the old file are kept).
 """
 import _paths  # noqa: F401
 
@@ -29,14 +30,15 @@ from tflite_fg import runs
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 FLAGS = flags.FLAGS
+flags.DEFINE_enum("study", "paper", ["paper", "levers"], "Which set of variants (STUDIES).")
 flags.DEFINE_list("tasks", ["fmnist", "digits"], "Tasks (tools/train.py --task).")
 flags.DEFINE_list("variants", [], "Subset of variant names (default: all of the task's).")
 flags.DEFINE_integer("seeds", 3, "Seeds per variant (0..seeds-1).")
 flags.DEFINE_integer("steps", 1000, "Training steps per run.")
 flags.DEFINE_integer("jobs", 2, "Runs in parallel (each with one interpreter thread).")
 flags.DEFINE_integer("n_test", 1000, "Held-out test images per task.")
-flags.DEFINE_string("runs_dir", str(ROOT / "bench" / "runs" / "ablation"), "Per-run directories.")
-flags.DEFINE_string("results", str(ROOT / "bench" / "results"), "Where ablation.json / .png go.")
+flags.DEFINE_string("runs_dir", str(ROOT / "bench" / "runs" / "ablation"), "Per-run directories (<study>/...).")
+flags.DEFINE_string("results", str(ROOT / "bench" / "results"), "Where ablation[-<study>].json / .png go.")
 flags.DEFINE_string("doc", str(ROOT / "docs" / "ablation.md"), "The markdown report.")
 flags.DEFINE_string("cache_dir", None, "Asset cache.")
 
@@ -65,12 +67,27 @@ VARIANTS = {
     "cosine": ("--precision=w16 --lr=0.5 --schedule=cosine", "w16, cosine lr decay to 0"),
     "step": ("--precision=w16 --lr=0.5 --schedule=step --schedule_every=400 --schedule_factor=0.5", "w16, lr halved "
              "every 400 steps"),
+    # Issue 17's levers (docs/benchmarks.md): variance reduction and the forward-only exact head.
+    "avg0.9": ("--precision=w16 --lr=0.5 --grad_average=0.9", "w16 + gradient estimates averaged over ~10 steps"),
+    "w8-avg0.9": ("--precision=w8 --lr=1.0 --grad_average=0.9", "int8 only + gradient averaging"),
+    "exact-head": ("--precision=w16 --lr=0.5 --exact_head --head_lr=0.3", "w16 FF body + exact head "
+                   "(+1 pass/step; not plain FF)"),
+    "exact-head+avg0.9": ("--precision=w16 --lr=0.5 --exact_head --head_lr=0.3 --grad_average=0.9",
+                          "exact head + FF body with gradient averaging"),
 }
-# The second task gets the precision modes and the strongest enhancements only.
-TASK_VARIANTS = {"fmnist": list(VARIANTS), "digits": ["w8", "w8-sr", "w16", "w16-paper", "fp32", "sam+kernel-norm",
-                                                       "sparse-topk90"]}
+LEVERS = ["avg0.9", "w8-avg0.9", "exact-head", "exact-head+avg0.9"]
+# study -> task -> variants. "paper": the paper's modes and enhancements (the second task gets the
+# precision modes and the strongest enhancements only); "levers": issue 17's levers against the same
+# w16 and w8 baselines, run again with the current conversion (logits headroom 2).
+STUDIES = {
+    "paper": {"fmnist": [v for v in VARIANTS if v not in LEVERS],
+              "digits": ["w8", "w8-sr", "w16", "w16-paper", "fp32", "sam+kernel-norm", "sparse-topk90"]},
+    "levers": {t: ["w16", "w8", *LEVERS] for t in ("fmnist", "digits")},
+}
+STUDY_TITLES = {"paper": "Precision modes and the paper's enhancements",
+                "levers": "Levers beyond the paper (issue 17), with the current conversion"}
 TASK_FLAGS = {"fmnist": "--task=fmnist --shots=20", "digits": "--task=digits --shots=10"}
-PLOTTED = ["w8", "w8-sr", "w16", "w16-paper", "fp32", "sam+kernel-norm", "sparse-topk90"]
+PLOTTED = ["w8", "w8-sr", "w16", "w16-paper", "fp32", "sam+kernel-norm", "sparse-topk90", "avg0.9", "exact-head"]
 
 
 def _run_flags(task: str, variant: str, seed: int) -> list[str]:
@@ -82,7 +99,7 @@ def _run_flags(task: str, variant: str, seed: int) -> list[str]:
 
 def _run(job: tuple[str, str, int]) -> dict:
     task, variant, seed = job
-    out = pathlib.Path(FLAGS.runs_dir) / task / variant / f"seed{seed}"
+    out = pathlib.Path(FLAGS.runs_dir) / ("" if FLAGS.study == "paper" else FLAGS.study) / task / variant / f"seed{seed}"
     args = _run_flags(task, variant, seed)
     stamp = out / "flags.json"
     if (out / "result.json").exists() and stamp.exists() and json.loads(stamp.read_text()) == args:
@@ -97,6 +114,17 @@ def _run(job: tuple[str, str, int]) -> dict:
         raise RuntimeError(f"{task}/{variant}/seed{seed} failed (rc {proc.returncode}); see {out / 'train.log'}:\n"
                            + (proc.stdout + proc.stderr)[-2000:])
     return json.loads((out / "result.json").read_text())
+
+
+def _kept_summaries(path: pathlib.Path) -> dict:
+    """The summaries of an earlier study with the same steps, seeds and test size: a study of a few
+    variants adds its rows to the report instead of dropping the others'."""
+    if not path.exists():
+        return {}
+    old = json.loads(path.read_text())
+    if (old.get("steps"), old.get("seeds"), old.get("n_test")) != (FLAGS.steps, FLAGS.seeds, FLAGS.n_test):
+        return {}
+    return {t: {v: s for v, s in rows.items() if v in VARIANTS} for t, rows in old["results"].items()}
 
 
 def _summary(results: list[dict]) -> dict:
@@ -145,32 +173,46 @@ def _plot(summaries: dict, path: pathlib.Path) -> None:
     fig.savefig(path, dpi=110)
 
 
-def _write_doc(summaries: dict, doc: pathlib.Path, png: pathlib.Path) -> None:
-    cmd = "python tools/ablate.py" + ("" if FLAGS.steps == 1000 and FLAGS.seeds == 3 else
-                                      f" --steps={FLAGS.steps} --seeds={FLAGS.seeds}")
-    lines = ["# Ablation: precision modes and the paper's enhancements", "",
-             f"Regenerate: `{cmd}` (writes this file, `bench/results/ablation.json` and the plot; "
-             "finished runs are reused).", "",
-             f"Every run: {FLAGS.steps} steps, batch 64, eps 8 int8 LSBs, m = 3 unless named, learning rate in int8 "
-             "LSBs per unit of z (the block gets 0.4 of it), trainable = last residual block + head of ResNet-8 "
-             f"(57,984 weights), engine XNNPACK, one thread; test accuracy on {FLAGS.n_test} held-out images; "
-             f"mean ± sample std over seeds 0..{FLAGS.seeds - 1}. \"vs w16\" is the difference of means in points.",
-             "", kept_notes(doc, "(Findings: written by hand, kept across regenerations.)"), ""]
-    for task, summary in summaries.items():
-        zero = next(iter(summary.values()))["zero_shot"]
-        lines += [f"## {task} (zero-shot prototype head: {100 * zero:.1f}%)", ""] + _table(task, summary) + [""]
-    lines += [f"![accuracy against forward passes]({os.path.relpath(png, doc.parent)})", ""]
+def _paths(study: str) -> tuple[pathlib.Path, pathlib.Path]:
+    """(summary JSON, plot) of a study under --results."""
+    stem = "ablation" if study == "paper" else f"ablation-{study}"
+    out = pathlib.Path(FLAGS.results)
+    return out / f"{stem}.json", out / f"{stem}.png"
+
+
+def _write_doc(doc: pathlib.Path) -> None:
+    """Every study whose summary JSON exists, each with its own tables and plot."""
+    lines = ["# Ablation: precision modes, the paper's enhancements and the levers beyond the paper", "",
+             "Regenerate: `python tools/ablate.py` and `python tools/ablate.py --study=levers` (each writes its "
+             "`bench/results/ablation[-levers].json` and plot, then this file; finished runs are reused).", "",
+             "Every run: batch 64, eps 8 int8 LSBs, m = 3 unless named, learning rate in int8 LSBs per unit of z "
+             "(the block gets 0.4 of it; the exact head's own rate is a float SGD rate), trainable = last residual "
+             f"block + head of ResNet-8 (57,984 weights), engine XNNPACK, one thread; test accuracy on {FLAGS.n_test} "
+             "held-out images; mean ± sample std over the seeds. \"vs w16\" is the difference of means in points, "
+             "within the same study.", "", kept_notes(doc, "(Findings: written by hand, kept across regenerations.)"),
+             ""]
+    for study, title in STUDY_TITLES.items():
+        path, png = _paths(study)
+        if not path.exists():
+            continue
+        stored = json.loads(path.read_text())
+        lines += [f"## {title}", "", f"{stored['steps']} steps per run, seeds 0..{stored['seeds'] - 1}.", ""]
+        for task, summary in stored["results"].items():
+            zero = next(iter(summary.values()))["zero_shot"]
+            lines += [f"### {task} (zero-shot prototype head: {100 * zero:.1f}%)", ""] + _table(task, summary) + [""]
+        lines += [f"![{study}: accuracy against forward passes]({os.path.relpath(png, doc.parent)})", ""]
     doc.write_text("\n".join(lines))
 
 
 def main(argv):
     del argv
-    jobs = [(t, v, s) for t in FLAGS.tasks for v in TASK_VARIANTS[t] if not FLAGS.variants or v in FLAGS.variants
-            for s in range(FLAGS.seeds)]
+    study = STUDIES[FLAGS.study]
     unknown = set(FLAGS.variants) - set(VARIANTS)
     if unknown:
         raise app.UsageError(f"unknown variants {sorted(unknown)}; choices: {', '.join(VARIANTS)}")
-    print(f"ablation: {len(jobs)} runs of {FLAGS.steps} steps, {FLAGS.jobs} at a time")
+    jobs = [(t, v, s) for t in FLAGS.tasks for v in study[t] if not FLAGS.variants or v in FLAGS.variants
+            for s in range(FLAGS.seeds)]
+    print(f"ablation ({FLAGS.study}): {len(jobs)} runs of {FLAGS.steps} steps, {FLAGS.jobs} at a time")
     t0, results = time.time(), {}
     with ThreadPoolExecutor(FLAGS.jobs) as pool:
         for k, (job, res) in enumerate(zip(jobs, pool.map(_run, jobs)), 1):
@@ -178,17 +220,20 @@ def main(argv):
             print(f"[{k}/{len(jobs)}] {job[0]} {job[1]} seed{job[2]}: {res['zero_shot_acc']:.3f} -> "
                   f"{res['final_acc']:.3f} ({res['wall_s']:.0f} s{', reused' if res.get('reused') else ''}; "
                   f"{time.time() - t0:.0f} s elapsed)", flush=True)
-    summaries = {t: {v: _summary([results[(t, v, s)] for s in range(FLAGS.seeds)])
-                     for v in TASK_VARIANTS[t] if (t, v, 0) in results} for t in FLAGS.tasks}
-    out = pathlib.Path(FLAGS.results)
-    runs.write_json(out / "ablation.json", {"steps": FLAGS.steps, "seeds": FLAGS.seeds, "n_test": FLAGS.n_test,
-                                            "variants": {v: {"flags": f, "what": w} for v, (f, w) in VARIANTS.items()},
-                                            "task_flags": TASK_FLAGS, "results": summaries})
-    _plot(summaries, out / "ablation.png")
-    _write_doc(summaries, pathlib.Path(FLAGS.doc), out / "ablation.png")
+    path, png = _paths(FLAGS.study)
+    summaries = _kept_summaries(path)
+    for t in FLAGS.tasks:
+        summaries.setdefault(t, {}).update({v: _summary([results[(t, v, s)] for s in range(FLAGS.seeds)])
+                                            for v in study[t] if (t, v, 0) in results})
+        summaries[t] = {v: summaries[t][v] for v in VARIANTS if v in summaries[t]}  # table order
+    runs.write_json(path, {"steps": FLAGS.steps, "seeds": FLAGS.seeds, "n_test": FLAGS.n_test,
+                           "variants": {v: {"flags": f, "what": w} for v, (f, w) in VARIANTS.items()},
+                           "task_flags": TASK_FLAGS, "results": summaries})
+    _plot(summaries, png)
+    _write_doc(pathlib.Path(FLAGS.doc))
     for task, summary in summaries.items():
         print("\n".join([f"\n{task}"] + _table(task, summary)))
-    print(f"wrote {out / 'ablation.json'}, {out / 'ablation.png'}, {FLAGS.doc}")
+    print(f"wrote {path}, {png}, {FLAGS.doc}")
 
 
 if __name__ == "__main__":

@@ -35,7 +35,7 @@ from tflite_fg import runs
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SUITES = {"paper": tuple(suite.TASKS)}
-QUICK = {"val": 1, "test": 2, "scale": 0.2}  # --quick: episodes per split and step scale
+QUICK = {"val": 1, "test": 2, "scale": 0.1}  # --quick: episodes per split and step scale
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("suite", "paper", sorted(SUITES), "Which suite.")
@@ -81,19 +81,28 @@ def _units(spec: suite.TaskSpec, split: str, n: int, plan_for) -> list[suite.Uni
 
 
 def _choose(spec: suite.TaskSpec, results: dict[suite.Unit, dict], scale: float) -> dict:
-    """Per (variant, mode, method): the grid lr with the best mean validation accuracy (ties: the
-    first in grid order), with every grid point's mean for the report."""
+    """Per (variant, mode, method): the grid lr and the step count (one of the curve's evaluation
+    points, so early stopping is chosen on validation too) with the best mean validation accuracy;
+    ties go to the fewer steps, then the first lr in grid order. Every grid point's best mean is kept
+    for the report, and whether the choice sits at an edge of the grid."""
     chosen: dict = {}
     for v in spec.variants:
         for m in _selected(spec):
             rows = [r for u, r in results.items() if (u.task, u.variant, u.mode) == (spec.name, v, m)]
             for method in FLAGS.methods:
-                means = {lr: float(np.mean([run["final_acc"] for r in rows for run in r["runs"]
-                                            if run["method"] == method and run["hyper"]["lr"] == lr]))
-                         for lr in spec.grids[method]}
-                best = max(means, key=lambda lr: (means[lr], -spec.grids[method].index(lr)))
-                chosen[(v, m, method)] = {"lr": best, "val_acc": means,
-                                          "hyper": dataclasses.asdict(spec.hyper(method, best, scale))}
+                grid = spec.grids[method]
+                scores = {}  # (lr, step) -> mean validation accuracy at that step
+                for lr in grid:
+                    curves = [run["curve"] for r in rows for run in r["runs"]
+                              if run["method"] == method and suite.grid_value(method, run["hyper"]) == lr]
+                    for k, point in enumerate(curves[0]):
+                        scores[(lr, point["step"])] = float(np.mean([c[k]["acc"] for c in curves]))
+                lr, steps = max(scores, key=lambda ls: (scores[ls], -ls[1], -grid.index(ls[0])))
+                hyper = dataclasses.replace(spec.hyper(method, lr, scale), steps=steps)
+                chosen[(v, m, method)] = {
+                    "lr": lr, "steps": steps, "grid_edge": len(grid) > 1 and lr in (grid[0], grid[-1]),
+                    "val_acc": {g: max(a for (x, _), a in scores.items() if x == g) for g in grid},
+                    "hyper": dataclasses.asdict(hyper)}
     return chosen
 
 

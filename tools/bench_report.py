@@ -20,8 +20,8 @@ from converters.benchmark import TRAINED_METHODS
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 LABELS = {"bp-fp32": "BP fp32", "bp-qat": "BP QAT", "ff-fp32": "FF fp32", "ff-w16": "FF int8 w16",
-          "ff-w8": "FF int8 w8"}
-FF_INT8 = ("ff-w16", "ff-w8")
+          "ff-w8": "FF int8 w8", "ffh-w16": "FF + exact head w16", "ffh-w8": "FF + exact head w8"}
+FF_INT8 = ("ff-w16", "ff-w8", "ffh-w16", "ffh-w8")  # compared with BP fp32 in the gap columns and counts
 
 
 def mean_ci(values) -> dict:
@@ -62,6 +62,7 @@ def summarize(spec, results: list[dict], chosen: dict, val_results: list[dict]) 
                     continue
                 c = chosen[(v, m, method)]
                 row["methods"][method] = {**mean_ci([run["final_acc"] for run in runs]), "lr": c["lr"],
+                                          "grid_edge": c.get("grid_edge", False),
                                           "val_acc": {str(k): x for k, x in c["val_acc"].items()},
                                           "hyper": runs[0]["hyper"],
                                           "forward_passes": int(np.mean([run["forward_passes"] for run in runs])),
@@ -104,13 +105,50 @@ def _table(summary: dict) -> list[str]:
 
 
 def _cost_table(summary: dict) -> list[str]:
-    out = ["| row | mode | method | lr (grid: mean val acc) | steps | forward passes | train wall s |",
-           "|---|---|---|---|---|---|---|"]
+    out = ["| row | mode | method | lr (grid: best mean val acc) | steps (chosen on val) | forward passes | "
+           "train wall s |", "|---|---|---|---|---|---|---|"]
     for r in summary["rows"]:
         for m, s in r["methods"].items():
             grid = ", ".join(f"{float(k):g}: {100 * a:.1f}" for k, a in s["val_acc"].items())
-            out.append(f"| {r['variant']} | {r['mode']} | {LABELS[m]} | **{s['lr']:g}** ({grid}) | "
+            edge = " (grid edge)" if s.get("grid_edge") else ""
+            out.append(f"| {r['variant']} | {r['mode']} | {LABELS[m]} | **{s['lr']:g}**{edge} ({grid}) | "
                        f"{s['hyper']['steps']} | {s['forward_passes']:,} | {s['wall_s']:.2f} |")
+    return out
+
+
+def _at(curve: dict, key: str, x: float) -> float | None:
+    """The mean curve's accuracy at x (forward passes or wall s): linear between its points, None
+    before its first point, its last value after its end (the run stopped there)."""
+    xs, acc = curve[key], curve["acc"]
+    if not xs or x < xs[0]:
+        return None
+    return float(np.interp(x, xs, acc))
+
+
+def _first_reaching(curve: dict, key: str, target: float) -> float | None:
+    return next((x for x, a in zip(curve[key], curve["acc"]) if a >= target), None)
+
+
+def _budget_table(summary: dict) -> list[str]:
+    """Equal wall time and passes to 95% of BP's final accuracy, from the mean test curves."""
+    out = ["| row | mode | BP fp32 final (wall s) | method | acc at BP's wall time | final acc (wall s) | "
+           "passes to 95% of BP final | BP's passes to it |", "|---|---|---|---|---|---|---|---|"]
+    for r in summary["rows"]:
+        bp = r["methods"].get("bp-fp32")
+        if bp is None:
+            continue
+        wall, target = bp["wall_s"], 0.95 * bp["mean"]
+        bp_passes = _first_reaching(bp["curve"], "forward_passes", target)
+        for m in FF_INT8 + ("ff-fp32",):
+            s = r["methods"].get(m)
+            if s is None:
+                continue
+            at = _at(s["curve"], "wall_s", wall)
+            passes = _first_reaching(s["curve"], "forward_passes", target)
+            out.append(f"| {r['variant']} | {r['mode']} | {100 * bp['mean']:.1f} ({wall:.2f}) | {LABELS[m]} | "
+                       f"{'not evaluated yet' if at is None else f'{100 * at:.1f}'} | {100 * s['mean']:.1f} "
+                       f"({s['wall_s']:.2f}) | {'not reached' if passes is None else f'{passes:,.0f}'} | "
+                       f"{'-' if bp_passes is None else f'{bp_passes:,.0f}'} |")
     return out
 
 
@@ -196,6 +234,9 @@ def write_report(summaries: dict, out: pathlib.Path, doc: pathlib.Path) -> None:
                   f"the full protocol would take about {s['full_compute_s'] / 60:.0f} worker-min.", ""]
         lines += _table(s) + ["", "<details><summary>learning rates, passes, wall time</summary>", ""]
         lines += _cost_table(s) + ["", "</details>", ""]
+        lines += ["Equal wall time on this CPU and forward passes to 95% of BP fp32's final accuracy (from the mean "
+                  "test curves; a curve's first point is after a tenth of its steps):", ""]
+        lines += _budget_table(s) + [""]
         lines += [f"![{name}: accuracy against {k}]({os.path.relpath(p, doc.parent)})" for k, p in pngs.items()] + [""]
     doc.parent.mkdir(parents=True, exist_ok=True)
     doc.write_text("\n".join(lines))

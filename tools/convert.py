@@ -25,6 +25,8 @@ flags.DEFINE_integer("new_head", 0, "With --keras_model: replace the last Dense 
                      "many classes built from x_train/y_train (0: keep the model's head).", lower_bound=0)
 flags.DEFINE_string("trainable", "last:4", "Trainable layers: comma-separated names, 'head', or 'last:N'.")
 flags.DEFINE_float("headroom", 1.0, "Trainable kernel range = headroom * max|w| (>= 1).", lower_bound=1.0)
+flags.DEFINE_float("output_headroom", pipeline.OUTPUT_HEADROOM, "int8 logits range = this * the starting head's "
+                   "(>= 1): room for the margins training grows.", lower_bound=1.0)
 flags.DEFINE_integer("shots", 20, "Default task: labelled training images per class.", lower_bound=1)
 flags.DEFINE_integer("data_seed", 0, "Default task: seed of the support/test split.", lower_bound=0)
 flags.DEFINE_string("cache_dir", None, "Asset cache (default $TFLITE_FG_CACHE or ~/.cache/tflite_fg).")
@@ -63,7 +65,7 @@ def _custom_model():
         datafile.check_every_class(y, f"{FLAGS.data}:y_train", FLAGS.new_head)
         model = ctasks.prototype_model(model, x, y, FLAGS.new_head)
     cfg = pipeline.ConvertConfig(trainable=FLAGS.trainable, headroom=FLAGS.headroom,
-                                 source={"model": FLAGS.keras_model})
+                                 output_headroom=FLAGS.output_headroom, source={"model": FLAGS.keras_model})
     try:
         return pipeline.convert_keras_model(model, cfg, x)
     except graph_surgery.GraphError as e:
@@ -85,7 +87,8 @@ def main(argv):
         assets.ensure_assets(FLAGS.cache_dir, log=print)
         task = tasks.load_fmnist_fewshot(FLAGS.shots, 1, FLAGS.data_seed, FLAGS.cache_dir)
         try:
-            model_bytes, meta = ctasks.convert_fmnist_fewshot(task, FLAGS.trainable, FLAGS.headroom, FLAGS.cache_dir)
+            model_bytes, meta = ctasks.convert_fmnist_fewshot(task, FLAGS.trainable, FLAGS.headroom, FLAGS.cache_dir,
+                                                                output_headroom=FLAGS.output_headroom)
         except graph_surgery.GraphError as e:  # the layer choice
             raise graph_surgery.GraphError(f"--trainable={FLAGS.trainable}: {e}") from e
         out = FLAGS.out or runs.default_model_path("fmnist", FLAGS.shots, FLAGS.data_seed, FLAGS.trainable, FLAGS.cache_dir)

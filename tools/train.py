@@ -61,8 +61,15 @@ flags.DEFINE_float("momentum_alpha", 0.0, "Momentum-guided sampling alpha (0: of
 flags.DEFINE_float("momentum_beta_min", 0.5, "Momentum-guided sampling: final beta (1 = purely random).")
 flags.DEFINE_integer("momentum_decay_steps", 1000, "Momentum-guided sampling: steps for beta to go 1 -> min.",
                      lower_bound=0)
+flags.DEFINE_float("grad_average", 0.0, "Exponential average of the gradient estimates over about 1/(1-x) steps "
+                   "(0: off).")
 flags.DEFINE_float("sam_rho", 0.0, "Sharpness-aware ascent step in units of eps (0: off; +2 forward passes/step).")
 flags.DEFINE_bool("kernel_norm", False, "Kernel-wise normalization of perturbations: z_i / ||z_i|| * ||w_i||.")
+flags.DEFINE_bool("exact_head", False, "Train the last (dense) layer with its exact cross-entropy gradient from "
+                  "one extra forward pass (integer arithmetic, no backward graph) and the rest by Sign-m-SPSA: "
+                  "reported as 'ffh', not plain FF.")
+flags.DEFINE_float("head_lr", 0.3, "--exact_head: the head's learning rate, as a plain SGD rate on its float weights.",
+                   lower_bound=0.0)
 flags.DEFINE_enum("mask", "none", masks.KINDS, "Sparse update mask over the trainable weights.")
 flags.DEFINE_float("sparsity", 0.9, "topk/random masks: fraction of each tensor frozen.")
 flags.DEFINE_float("mask_threshold_lsb", 8.0, "threshold mask: train weights with |w| >= this (int8 LSBs).")
@@ -130,7 +137,7 @@ def _model_path() -> pathlib.Path:
 
 
 def _config(n_tensors: int) -> TrainConfig:
-    lr = (FLAGS.lr * FLAGS.body_lr_scale,) * (n_tensors - 1) + (FLAGS.lr,)
+    lr = (FLAGS.lr * FLAGS.body_lr_scale,) * (n_tensors - 1) + ((FLAGS.head_lr if FLAGS.exact_head else FLAGS.lr),)
     eps = int(FLAGS.eps_lsb) if float(FLAGS.eps_lsb).is_integer() else FLAGS.eps_lsb
     names = [f.name for f in dataclasses.fields(TrainConfig) if f.name not in ("eps_lsb", "lr")]  # flag = field
     try:
@@ -191,7 +198,9 @@ def _fit(model, data, cfg, obj, int8_start, space, estimator, transform, selecto
         return trainer.fit(state, obj.make_loss, estimator, transform, cfg.seed, cfg.steps, space)
     xq_probe = model.quantize_input(selection.probe_batch(data.x_train, data.y_train, FLAGS.probe_per_class, cfg.seed))
     return selective.fit_on_graph(model, xq_probe, state, obj.make_loss,
-                                  lambda support: build.build_estimator(cfg, int8_start, space, support), transform,
+                                  lambda support: build.build_estimator(cfg, int8_start, space, support,
+                                                                        model.head_quant() if cfg.exact_head else None),
+                                  transform,
                                   cfg.seed, cfg.steps, space, selector)
 
 
@@ -207,6 +216,8 @@ def _check_flags() -> None:
                             "trainable layers were fixed by `python tools/convert.py --trainable=...`")
     if not FLAGS.out:
         _cli.refuse_ignored(["resume", "overwrite", "checkpoint_every"], "only apply with --out=DIR, the run directory")
+    if not FLAGS.exact_head:
+        _cli.refuse_ignored(["head_lr"], "only applies with --exact_head (plain FF trains the head with --lr)")
     if FLAGS.select == "none":
         _cli.refuse_ignored(["budget", "select_every", "select_init", "probe_per_class"], "only apply with --select")
     if FLAGS.resume and FLAGS.overwrite:
@@ -244,7 +255,9 @@ def main(argv):
     int8_start, xq_te = model.initial_params(), model.quantize_input(data.x_test)
     obj = _objective(model, data, cfg, int8_start, xq_te)
     space = build.build_space(cfg)
-    estimator, transform = build.build_estimator(cfg, int8_start, space), build.build_transform(cfg)
+    head_quant = model.head_quant() if cfg.exact_head else None
+    estimator = build.build_estimator(cfg, int8_start, space, head_quant=head_quant)
+    transform = build.build_transform(cfg)
     out = pathlib.Path(FLAGS.out) if FLAGS.out else None
     ckpt = out / "checkpoint.npz" if out else None
     selector = _selection(model, cfg, int8_start)
@@ -320,7 +333,7 @@ def main(argv):
     wall = time.time() - t0
     final = evaluate(obj.x_test, y_te, state.params)
     deployed = export.to_int8(space.to_engine(state.params))
-    result = {"task": data.name, "model": str(model_path), "method": f"ff-{space.name}-{cfg.estimator}-m{cfg.m}",
+    result = {"task": data.name, "model": str(model_path), "method": f"ff{'h' if cfg.exact_head else ''}-{space.name}-{cfg.estimator}-m{cfg.m}",
               "precision": cfg.precision, "engine": engine, "prefix_cache": obj.prefix_cache,
               "trainable_params": model.trainable_params, "zero_shot_acc": zero_shot, "final_acc": final,
               "deployed_int8_acc": model.accuracy(xq_te, y_te, deployed),
