@@ -11,7 +11,8 @@ fixed function of the engine's int8 kernels, and records every loss value in cal
 engine kernels of each call, and the master and engine weights after each step. Java replays the
 losses and must reproduce every kernel bit for bit; tests/test_java_golden.py checks that this file
 still matches the Python runtime. `selections` holds static, random and magnitude selections and
-five rounds of NEq velocity selection on synthetic layer outputs.
+five rounds of NEq velocity selection on synthetic layer outputs; `exact_head` the exact head's
+integer softmax error and gradient on random int8 logits and head inputs.
 """
 import _paths  # noqa: F401
 
@@ -22,7 +23,7 @@ import numpy as np
 
 import _cli
 
-from tflite_fg import build, selection, trainer
+from tflite_fg import build, exact_head, selection, trainer
 from tflite_fg.config import TrainConfig
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -139,11 +140,36 @@ def velocity_rounds() -> dict:
     return {"budget": cfg.budget, "every": cfg.every, "init": cfg.init, "mu": cfg.mu, "seed": cfg.seed, "rounds": rounds}
 
 
+def exact_head_cases() -> list[dict]:
+    """tflite_fg/exact_head.py on random int8 logits / head inputs: its softmax table, the integer
+    error softmax - onehot and the float32 gradient (the Java core must match them bit for bit)."""
+    r = np.random.default_rng(5)
+    out = []
+    for batch, classes, width, output_scale, input_scale, zero_point, kernel_scale in (
+            (8, 10, 64, 0.10302417725324631, 0.1088118776679039, -128, 0.004431),
+            (5, 2, 32, 0.0571, 0.02345, 3, 0.0123),
+            (3, 5, 7, 0.5, 1.0, 0, 0.25)):  # a coarse scale: most table entries underflow to 0
+        logits = r.integers(-128, 128, (batch, classes)).astype(np.int8)
+        logits[0, :] = 127  # a row at the rail
+        head_in = r.integers(-128, 128, (batch, width)).astype(np.int8)
+        labels = r.integers(0, classes, batch)
+        quant = exact_head.HeadQuant(output_scale, input_scale, zero_point, kernel_scale)
+        table = exact_head.softmax_table(output_scale)
+        grad = exact_head.head_gradient(exact_head.HeadBatch(logits, head_in, labels, 0.0), quant, table)
+        out.append({"quant": list(quant), "logits": logits.astype(int).ravel().tolist(),
+                    "head_in": head_in.astype(int).ravel().tolist(), "labels": labels.tolist(),
+                    "classes": classes, "table": table.tolist(),
+                    "error": exact_head.softmax_error(logits, labels, table).ravel().tolist(),
+                    "gradient": [float(v) for v in grad.ravel()]})
+    return out
+
+
 def golden() -> dict:
     return {"description": "Python trainer runs for the Java core (tools/java_golden.py): replay `calls[i].loss` "
                            "in order; `calls[i].kernels` are the engine kernels of that call; `after_step` the "
                            "weights after each step (flat, row-major). `selections`: neuron selections.",
-            "cases": [run_case(*c) for c in CASES], "selections": {**selections(), "velocity": velocity_rounds()}}
+            "cases": [run_case(*c) for c in CASES], "selections": {**selections(), "velocity": velocity_rounds()},
+            "exact_head": exact_head_cases()}
 
 
 def main(argv):
