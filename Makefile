@@ -21,7 +21,7 @@ assets: venv
 # The main job end to end on real data: convert ResNet-8 with a prototype head for Fashion-MNIST,
 # train its int8 weights on-device style with Sign-m-SPSA, export, and print the result.
 demo: assets
-	$(PYTHON) tools/train.py --out=out/demo
+	$(PYTHON) tools/train.py --out=out/demo --overwrite
 	$(PYTHON) tools/evaluate.py --model=out/demo/trained.tflite
 
 test: assets

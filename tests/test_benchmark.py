@@ -73,7 +73,8 @@ def test_suite_specs_and_errors():
         assert spec.hyper("bp-fp32", 1e-3).steps == spec.bp_steps and spec.hyper("ff-w8", 1.0, 0.2).steps == \
             round(spec.ff_steps * 0.2)
         head = spec.hyper("ffh-w16", 0.3)
-        assert head.head_lr == 0.3 and head.lr == suite.EXACT_HEAD_BODY_LR["ffh-w16"]
+        assert head.head_lr == 0.3 and head.lr == suite.EXACT_HEAD_BODY_LR["ffh-w16"] and head.grad_average == 0
+        assert spec.hyper("ff-w8", 1.0).grad_average == 0.9  # the w8 recipe averages its estimates
         assert suite.grid_value("ffh-w16", dataclasses.asdict(head)) == 0.3
     with pytest.raises(ValueError, match="unknown task"):
         suite.get_task("cifar")

@@ -197,7 +197,8 @@ def _write_doc(doc: pathlib.Path) -> None:
             continue
         stored = json.loads(path.read_text())
         lines += [f"## {title}", "", f"{stored['steps']} steps per run, seeds 0..{stored['seeds'] - 1}.", ""]
-        for task, summary in stored["results"].items():
+        for task in [t for t in TASK_FLAGS if t in stored["results"]]:  # the JSON is stored with sorted keys
+            summary = {v: stored["results"][task][v] for v in VARIANTS if v in stored["results"][task]}
             zero = next(iter(summary.values()))["zero_shot"]
             lines += [f"### {task} (zero-shot prototype head: {100 * zero:.1f}%)", ""] + _table(task, summary) + [""]
         lines += [f"![{study}: accuracy against forward passes]({os.path.relpath(png, doc.parent)})", ""]
