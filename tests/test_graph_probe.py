@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 from ai_edge_litert import schema_py_generated as schema
 
-from converters import graph_probe, pipeline
+from converters import graph_head, graph_probe, pipeline
 from converters.keras_compat import keras
 from tflite_fg import flatbuf
 from tflite_fg.metadata import read_metadata, sha256_bytes, write_model
-from tflite_fg.model import INFER, FgModel, ModelError
+from tflite_fg.model import HEAD_IN, INFER, FgModel, ModelError
 
 
 def _channels(op: str, shape: tuple[int, ...]) -> int:
@@ -46,13 +46,18 @@ def _tiny_model(tmp_path) -> FgModel:
 
 def _strip_probe(src, dst):
     """`src` as converter version 2 wrote it: the same graph without the `probe` signature (and its
-    subgraph), with metadata whose infer offsets follow the repacked file."""
+    subgraph) and without the `head_in` outputs (version 4), with metadata whose infer offsets follow
+    the repacked file."""
     data, meta = src.read_bytes(), read_metadata(src)
     m = schema.ModelT.InitFromPackedBuf(bytearray(data), 0)
     [sig] = [s for s in m.signatureDefs if s.signatureKey.decode() == graph_probe.PROBE]
     assert sig.subgraphIndex == len(m.subgraphs) - 1   # added last: no other signature's index moves
     m.signatureDefs.remove(sig)
     m.subgraphs.pop()
+    for other in m.signatureDefs:  # head_in was appended last to each signature's and subgraph's outputs
+        if other.outputs[-1].name.decode() == HEAD_IN:
+            other.outputs.pop()
+            m.subgraphs[other.subgraphIndex].outputs = m.subgraphs[other.subgraphIndex].outputs[:-1]
     builder = flatbuffers.Builder(len(data))
     builder.Finish(m.Pack(builder), file_identifier=b"TFL3")
     stripped = bytes(builder.Output())
@@ -77,7 +82,7 @@ def test_probe_logits_equal_forward_bit_for_bit(which, engine, head_model_path, 
     sigs = model.interpreter.get_signature_list()
     kernels = [t.input_name for t in model.meta.trainable]
     assert sorted(sigs["probe"]["inputs"]) == sorted(sigs["forward"]["inputs"]) == sorted(["x", *kernels])
-    assert sorted(sigs["probe"]["outputs"]) == sorted(["logits", *(f"n{i}" for i in range(len(kernels)))])
+    assert sorted(sigs["probe"]["outputs"]) == sorted(["logits", HEAD_IN, *(f"n{i}" for i in range(len(kernels)))])
     xq = model.quantize_input(fewshot_task.x_test[:64])
     for params in (model.initial_params(), _random_params(model, 0)):
         np.testing.assert_array_equal(_probe_logits(model, xq, params), model.forward(xq, params))
@@ -154,7 +159,8 @@ def test_add_probe_refusals(block_model_path, tmp_path):
         graph_probe.add_probe(old.model_bytes, ["w_head"], forward_key="training")
     # the refusals leave a model that takes the probe: re-adding it gives back the converter's file
     kernels = [t.input_name for t in old.meta.trainable]
-    assert graph_probe.add_probe(old.model_bytes, kernels) == FgModel(block_model_path).model_bytes
+    assert graph_head.add_head_input(graph_probe.add_probe(old.model_bytes, kernels), kernels[-1]) == \
+        FgModel(block_model_path).model_bytes
 
 
 def test_neuron_outputs_of_a_model_without_probe(block_model_path, fewshot_task, tmp_path):
