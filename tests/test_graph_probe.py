@@ -166,7 +166,9 @@ def test_add_probe_refusals(block_model_path, tmp_path):
 def test_neuron_outputs_of_a_model_without_probe(block_model_path, fewshot_task, tmp_path):
     new = FgModel(block_model_path)
     old = FgModel(_strip_probe(block_model_path, tmp_path / "v2.tflite"))
-    assert not old.has_probe and old.has_prefix
+    assert not old.has_probe and old.has_prefix and not old.has_head_input and new.has_head_input
+    with pytest.raises(ModelError, match="no 'head_in' output"):
+        old.head_quant()  # --exact_head on an old conversion: one line that says to reconvert
     assert set(old.interpreter.get_signature_list()) == {"forward", "infer", "prefix", "suffix"}
     params = old.initial_params()
     for a, b in zip(params, new.initial_params()):

@@ -17,20 +17,24 @@ def _tool(name, *args):
     return out.returncode, out.stdout + out.stderr
 
 
-@pytest.mark.parametrize("precision, lr, resume_flags", [("w8", "1", []), ("w16", "0.5", ["--prefix_cache=none"])])
-def test_train_resumed_run_equals_the_uninterrupted_one(head_model_path, cache_dir, tmp_path, precision, lr,
+@pytest.mark.parametrize("precision, lr, extra, resume_flags", [
+    ("w8", "1", [], []), ("w8", "1", ["--grad_average=0.9"], ["--prefix_cache=none"]),
+    ("w16", "0.5", ["--exact_head", "--grad_average=0.9"], ["--prefix_cache=none"])])
+def test_train_resumed_run_equals_the_uninterrupted_one(head_model_path, cache_dir, tmp_path, precision, lr, extra,
                                                         resume_flags):
-    """The weights sha256 of a run stopped at step 20 and resumed to 30 equals the 30-step run's, and its
-    result.json covers the whole run (the prefix cache may change on resume: its modes are bit-identical)."""
+    """The weights sha256 of a run stopped at step 20 and resumed to 30 equals the 30-step run's (the
+    gradient average is in the checkpoint), and its result.json covers the whole run (the prefix cache
+    may change on resume: its modes are bit-identical)."""
     common = [f"--model={head_model_path}", f"--cache_dir={cache_dir}", "--n_test=200", "--eval_every=10",
-              "--checkpoint_every=10", f"--precision={precision}", f"--lr={lr}"]
+              "--checkpoint_every=10", f"--precision={precision}", f"--lr={lr}", *extra]
     rc, log = _tool("train.py", *common, "--steps=30", f"--out={tmp_path / 'whole'}")
     assert rc == 0, log
     whole = json.loads((tmp_path / "whole" / "result.json").read_text())
     for key in ("task", "model", "method", "trainable_params", "zero_shot_acc", "final_acc", "steps",
                 "forward_passes", "wall_s", "peak_rss_mb", "seed", "weights_sha256", "engine", "prefix_cache"):
         assert key in whole, key
-    assert whole["steps"] == 30 and whole["forward_passes"] == 180 and whole["trainable_params"] == 640
+    passes = 30 if "--exact_head" in extra else 180  # the head alone trains exactly: 1 pass per step, no probes
+    assert whole["steps"] == 30 and whole["forward_passes"] == passes and whole["trainable_params"] == 640
     assert (tmp_path / "whole" / "trained.tflite").exists() and (tmp_path / "whole" / "checkpoint.npz").exists()
     rc, log = _tool("train.py", *common, "--steps=20", f"--out={tmp_path / 'parts'}")
     assert rc == 0, log
@@ -59,7 +63,8 @@ def test_resume_refusals_name_the_problem_and_keep_the_checkpoint(head_model_pat
                          (["--steps=12", "--resume", "--eps_lsb=3"], "config.eps_lsb: checkpoint has 8, this run has 3"),
                          (["--steps=12", "--resume", "--engine=builtin"], "engine: checkpoint has 'xnnpack', this run "
                                                                          "has 'builtin'"),
-                         (["--steps=12", "--resume", "--overwrite"], "give one of them")]:
+                         (["--steps=12", "--resume", "--overwrite"], "give one of them"),
+                         (["--steps=12", "--head_lr=0.1"], "--head_lr only applies with --exact_head")]:
         rc, log = _tool("train.py", *common, *args)
         assert rc == 1 and needle in log and "Traceback" not in log, log
         assert ckpt.read_bytes() == kept

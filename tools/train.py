@@ -333,7 +333,8 @@ def main(argv):
     wall = time.time() - t0
     final = evaluate(obj.x_test, y_te, state.params)
     deployed = export.to_int8(space.to_engine(state.params))
-    result = {"task": data.name, "model": str(model_path), "method": f"ff{'h' if cfg.exact_head else ''}-{space.name}-{cfg.estimator}-m{cfg.m}",
+    method = f"ff{'h' if cfg.exact_head else ''}-{space.name}-{cfg.estimator}-m{cfg.m}"
+    result = {"task": data.name, "model": str(model_path), "method": method,
               "precision": cfg.precision, "engine": engine, "prefix_cache": obj.prefix_cache,
               "trainable_params": model.trainable_params, "zero_shot_acc": zero_shot, "final_acc": final,
               "deployed_int8_acc": model.accuracy(xq_te, y_te, deployed),
