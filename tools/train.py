@@ -62,14 +62,13 @@ flags.DEFINE_float("momentum_beta_min", 0.5, "Momentum-guided sampling: final be
 flags.DEFINE_integer("momentum_decay_steps", 1000, "Momentum-guided sampling: steps for beta to go 1 -> min.",
                      lower_bound=0)
 flags.DEFINE_float("grad_average", 0.0, "Exponential average of the gradient estimates over about 1/(1-x) steps "
-                   "(0: off).")
+                   "(0: off).", lower_bound=0.0, upper_bound=0.999)
 flags.DEFINE_float("sam_rho", 0.0, "Sharpness-aware ascent step in units of eps (0: off; +2 forward passes/step).")
 flags.DEFINE_bool("kernel_norm", False, "Kernel-wise normalization of perturbations: z_i / ||z_i|| * ||w_i||.")
 flags.DEFINE_bool("exact_head", False, "Train the last (dense) layer with its exact cross-entropy gradient from "
                   "one extra forward pass (integer arithmetic, no backward graph) and the rest by Sign-m-SPSA: "
                   "reported as 'ffh', not plain FF.")
-flags.DEFINE_float("head_lr", 0.3, "--exact_head: the head's learning rate, as a plain SGD rate on its float weights.",
-                   lower_bound=0.0)
+flags.DEFINE_float("head_lr", 0.3, "--exact_head: the head's learning rate, as a plain SGD rate on its float weights.")
 flags.DEFINE_enum("mask", "none", masks.KINDS, "Sparse update mask over the trainable weights.")
 flags.DEFINE_float("sparsity", 0.9, "topk/random masks: fraction of each tensor frozen.")
 flags.DEFINE_float("mask_threshold_lsb", 8.0, "threshold mask: train weights with |w| >= this (int8 LSBs).")
@@ -99,6 +98,7 @@ flags.DEFINE_bool("overwrite", False, "Start a new run in an --out that holds a 
 flags.DEFINE_string("cache_dir", None, "Asset cache (default $TFLITE_FG_CACHE or ~/.cache/tflite_fg).")
 for _name in ("lr", "body_lr_scale", "eps_lsb"):
     flags.register_validator(_name, lambda v: math.isfinite(v) and v > 0, f"--{_name} must be a finite number > 0")
+flags.register_validator("head_lr", lambda v: v > 0, "--head_lr must be > 0")
 flags.register_validator("budget", lambda v: 0 < v <= 1, "--budget must be a fraction in (0, 1]")
 TASK_FLAGS = ("task", "shots", "data_seed")  # they choose the default task's data (and its converted model)
 
