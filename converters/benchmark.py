@@ -72,6 +72,7 @@ class Hyper:
     eps_lsb: float = 8
     body_lr_scale: float = 0.4
     optimizer: str = "adam"
+    estimator: str = "sign_spsa"  # FF: Sign-m-SPSA, or "spsa" (magnitudes; lr then in LSB^2 per unit of loss)
     schedule: str = "constant"  # FF: learning-rate schedule over the run (TrainConfig.schedule)
     grad_average: float = 0.0  # FF: exponential average of the gradient estimates (TrainConfig.grad_average)
     head_lr: float = 0.0  # exact-head methods: the head's float-space SGD rate (the body keeps lr * body_lr_scale)
@@ -135,7 +136,7 @@ def ff_config(hp: Hyper, mode: Mode, precision: str, seed: int, n_train: int, n_
     eps = int(hp.eps_lsb) if float(hp.eps_lsb).is_integer() else hp.eps_lsb
     return TrainConfig(seed=seed, steps=hp.steps, batch_size=min(hp.batch_size, n_train), m=hp.m, eps_lsb=eps,
                        lr=lr, precision=precision, mask=mode.mask, sparsity=mode.sparsity, exact_head=exact_head,
-                       grad_average=hp.grad_average, schedule=hp.schedule)
+                       grad_average=hp.grad_average, schedule=hp.schedule, estimator=hp.estimator)
 
 
 def timed_ff_loop(states: Iterator[tuple[trainer.TrainState, dict]], steps: int,
