@@ -32,7 +32,7 @@ flags.DEFINE_string("out", "build/java-data", "Output directory.")
 _models.define_task_flags()
 flags.adopt_module_key_flags(_models)  # so --help lists them
 flags.DEFINE_integer("n_expected", 64, "Test examples whose Python logits are written.")
-flags.DEFINE_integer("train_steps", 1000, "Steps of the Python reference run the Java trainer is compared with.")
+flags.DEFINE_integer("train_steps", 1500, "Steps of the Python reference run the Java trainer is compared with.")
 flags.DEFINE_integer("select_steps", 400, "Steps of the Python reference run under velocity selection.")
 flags.DEFINE_integer("select_every", 100, "Its re-selection period.")
 flags.DEFINE_float("budget", 0.274, "Its budget (fraction of the kernel parameters).")
