@@ -221,7 +221,8 @@ def run_cell(ep: Episode, mode: Mode, plan: dict[str, list[Hyper]], seed: int = 
                 else:
                     run = run_bp(ep, mode, hp, BP_KINDS[method], seed)
                     keras.backend.clear_session()
-                log(f"  {ep.name} {mode.name} {method} lr={hp.lr:g}{f' head_lr={hp.head_lr:g}' if hp.head_lr else ''}: {out['zero_shot']['int8']:.3f} -> "
+                head = f" head_lr={hp.head_lr:g}" if hp.head_lr else ""
+                log(f"  {ep.name} {mode.name} {method} lr={hp.lr:g}{head}: {out['zero_shot']['int8']:.3f} -> "
                     f"{run.final_acc:.3f} ({run.forward_passes} passes, {run.wall_s:.1f} s)")
                 out["runs"].append(run.as_dict())
     return out

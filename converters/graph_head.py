@@ -13,8 +13,7 @@ from ai_edge_litert import schema_py_generated as schema
 
 from converters.graph_probe import _opcode
 from converters.graph_split import _IDENTIFIER, _tensor_map
-
-HEAD_IN = "head_in"
+from tflite_fg.model import HEAD_IN
 _FC = schema.BuiltinOperator.FULLY_CONNECTED
 
 

@@ -86,7 +86,7 @@ class FgModel:
         kernels = [t.input_name for t in self.meta.trainable]
         out = [self.meta.output_name]
         # One SignatureFn per signature (they cache the shapes they allocated for): forward and
-        # suffix also hand back `head_in` when the graph has it, for the exact head.
+        # suffix also list `head_in` when the graph has it; only the exact head copies it out.
         self._has_head_in = HEAD_IN in signatures[FORWARD]["outputs"]
         train_out = [*out, HEAD_IN] if self._has_head_in else out
         self._forward = SignatureFn(self.interpreter, FORWARD, [self.meta.input_name, *kernels], train_out)
@@ -175,7 +175,7 @@ class FgModel:
     def forward(self, xq: np.ndarray, params: Sequence[np.ndarray]) -> np.ndarray:
         """int8 logits of the int8 batch with the given trainable kernels."""
         self._check_params(params)
-        return self._forward(xq, *params)[0]
+        return self._forward(xq, *params, first=1)[0]
 
     def features(self, xq: np.ndarray, batch_size: int = 256) -> Features:
         """What the trainable layers read: the `prefix` outputs, or the batch itself when the model
@@ -192,7 +192,7 @@ class FgModel:
         if self._suffix is None:
             return self.forward(features[0], params)
         self._check_params(params)
-        return self._suffix(*features, *params)[0]
+        return self._suffix(*features, *params, first=1)[0]
 
     def head_forward(self, features: Features, params: Sequence[np.ndarray],
                      cached: bool = True) -> tuple[np.ndarray, np.ndarray]:

@@ -33,7 +33,8 @@ class SignatureFn:
         self._outputs = [signature["outputs"][n] for n in output_names]
         self._shapes: tuple | None = None
 
-    def __call__(self, *arrays: np.ndarray) -> list[np.ndarray]:
+    def __call__(self, *arrays: np.ndarray, first: int | None = None) -> list[np.ndarray]:
+        """The outputs, or only the first `first` of them (the others are not copied out)."""
         shapes = tuple(a.shape for a in arrays)
         if shapes != self._shapes:
             for index, a in zip(self._inputs, arrays):
@@ -43,4 +44,4 @@ class SignatureFn:
         for index, a in zip(self._inputs, arrays):
             self._wrapper.SetTensor(index, a, self._subgraph)
         self._wrapper.Invoke(self._subgraph)
-        return [self._wrapper.GetTensor(index, self._subgraph) for index in self._outputs]
+        return [self._wrapper.GetTensor(index, self._subgraph) for index in self._outputs[:first]]
