@@ -17,7 +17,28 @@ def test_committed_trainer_golden_matches_the_runtime():
 def test_golden_runs_move_and_saturate():
     g = java_golden.golden()
     for case in g["cases"]:
-        sam = 2 if case["options"].get("sam_rho") else 0
-        assert len(case["after_step"]) == case["steps"] and len(case["calls"]) == (2 * case["m"] + sam) * case["steps"]
+        options = case["options"]
+        sam = 2 if options.get("sam_rho") else 0
+        probes = 0 if options.get("head_only") else (2 * case["m"] + sam) * case["steps"]
+        assert len(case["after_step"]) == case["steps"] and len(case["calls"]) == probes
+        assert len(case.get("head_calls", [])) == (case["steps"] if options.get("exact_head") else 0)
         assert case["after_step"][-1]["engine"] != case["initial"]
-        assert any(v in (127, -127) for call in case["calls"] for k in call["kernels"] for v in k)
+        kernels = [k for call in case["calls"] + case.get("head_calls", []) for k in call["kernels"]]
+        assert any(v in (127, -127) for k in kernels for v in k)
+
+
+def test_exact_head_cases_never_perturb_the_head_and_move_it():
+    """Sign-m-SPSA's probes leave the head at the step's weights (the sampler's support excludes it);
+    the head moves by its exact gradient only, and only where its mask or selection lets it."""
+    cases = [c for c in java_golden.golden()["cases"] if c["options"].get("exact_head")]
+    assert len(cases) == 4 and any(c["options"].get("head_only") for c in cases)
+    for case in cases:
+        steps = case["steps"]
+        per_step = len(case["calls"]) // steps
+        for s in range(steps):
+            head = case["head_calls"][s]["kernels"][-1]
+            assert all(call["kernels"][-1] == head for call in case["calls"][s * per_step:(s + 1) * per_step])
+        start, end = case["initial"][-1], case["after_step"][-1]["engine"][-1]
+        assert start != end
+        if case["support"] is not None:
+            assert all(a == b for a, b, on in zip(start, end, case["support"][-1]) if not on)

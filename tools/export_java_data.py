@@ -7,8 +7,9 @@ FgModel.quantize_input does) and int32 little-endian labels, <out>/data.json des
 probe batch velocity selection watches, selection.probe_indices), and <out>/expected.json: the
 Python LiteRT `forward` logits and `probe` outputs of the first test examples with the initial
 kernels, which the Java test compares with the C API's, a Python reference run (its weights'
-sha256, accuracies, and the sha256 of its exported model) and a reference run under NEq velocity
-selection (its rounds and weights' sha256).
+sha256, accuracies, and the sha256 of its exported model), a reference run under NEq velocity
+selection (its rounds and weights' sha256) and one with the exact head (tools/train.py --exact_head:
+its weights' sha256 and accuracy).
 """
 import _paths  # noqa: F401
 
@@ -34,6 +35,8 @@ flags.adopt_module_key_flags(_models)  # so --help lists them
 flags.DEFINE_integer("n_expected", 64, "Test examples whose Python logits are written.")
 flags.DEFINE_integer("train_steps", 1500, "Steps of the Python reference run the Java trainer is compared with.")
 flags.DEFINE_integer("select_steps", 400, "Steps of the Python reference run under velocity selection.")
+flags.DEFINE_integer("exact_head_steps", 200, "Steps of the Python reference run with the exact head.")
+flags.DEFINE_float("head_lr", 0.3, "Its head learning rate (tools/train.py --head_lr).")
 flags.DEFINE_integer("select_every", 100, "Its re-selection period.")
 flags.DEFINE_float("budget", 0.274, "Its budget (fraction of the kernel parameters).")
 flags.DEFINE_integer("probe_per_class", 2, "Training examples per class in the exported probe batch (velocity).")
@@ -43,15 +46,17 @@ flags.DEFINE_bool("reference_runs", True, "Run and record the Python reference r
 flags.DEFINE_string("cache_dir", None, "Asset cache.")
 
 
-def _train(model: FgModel, parts: dict, steps: int,
-           selector: selection.Selector | None = None, probe: np.ndarray | None = None) -> list[np.ndarray]:
+def _train(model: FgModel, parts: dict, steps: int, selector: selection.Selector | None = None,
+           probe: np.ndarray | None = None, head_lr: float | None = None) -> list[np.ndarray]:
     """The demo's recipe (w16, m 3, eps 8, lr 0.5 head / 0.2 body, batch 64, seed 0) for `steps`,
-    on all kernels or under `selector` (velocity watching the probe examples); the final int8 kernels."""
+    on all kernels or under `selector` (velocity watching the probe examples), or with the exact head
+    at `head_lr`; the final int8 kernels."""
     n = len(model.meta.trainable)
-    cfg = TrainConfig(seed=0, steps=steps, batch_size=64, m=3, eps_lsb=8, lr=(0.2,) * (n - 1) + (0.5,),
-                      precision="w16")
+    cfg = TrainConfig(seed=0, steps=steps, batch_size=64, m=3, eps_lsb=8, lr=(0.2,) * (n - 1) + (head_lr or 0.5,),
+                      precision="w16", exact_head=head_lr is not None)
     start, space = model.initial_params(), build.build_space(cfg)
-    est, tx = build.build_estimator(cfg, start, space), build.build_transform(cfg)
+    est = build.build_estimator(cfg, start, space, head_quant=model.head_quant() if cfg.exact_head else None)
+    tx = build.build_transform(cfg)
     state = trainer.init_state(start, est, tx, space)
     loss = objective.minibatch_loss(model, parts["x_train"], parts["y_train"].astype(np.int64), cfg.seed, 64)
     run = (trainer.fit(state, loss, est, tx, cfg.seed, steps, space) if selector is None else
@@ -89,6 +94,16 @@ def selective_run(path: pathlib.Path, parts: dict, probe: np.ndarray) -> dict:
             "test_acc": model.accuracy(parts["x_test"], parts["y_test"].astype(np.int64), final)}
 
 
+def exact_head_run(path: pathlib.Path, parts: dict) -> dict:
+    """The recipe with the exact head (tools/train.py --exact_head): FF on the body, the head by its
+    exact gradient from one more pass a step (the model's head_in output)."""
+    model = FgModel(path, engine="builtin")
+    final = _train(model, parts, FLAGS.exact_head_steps, head_lr=FLAGS.head_lr)
+    return {"steps": FLAGS.exact_head_steps, "lr_body": 0.2, "head_lr": FLAGS.head_lr,
+            "head_quant": list(model.head_quant()), "weights_sha256": objective.weights_sha256(final),
+            "test_acc": model.accuracy(parts["x_test"], parts["y_test"].astype(np.int64), final)}
+
+
 def main(argv):
     del argv
     out = pathlib.Path(FLAGS.out)
@@ -120,6 +135,7 @@ def main(argv):
     if FLAGS.reference_runs:
         expected["run"] = reference_run(out / "model.tflite", parts)
         expected["selective_run"] = selective_run(out / "model.tflite", parts, probe)
+        expected["exact_head_run"] = exact_head_run(out / "model.tflite", parts)
     (out / "expected.json").write_text(json.dumps(expected) + "\n")
     print(f"wrote {out}: model, {len(t.y_support)} training / {len(t.y_test)} test examples, "
           f"expected logits of {len(xq)}; zero-shot {expected['zero_shot_acc']:.4f}")

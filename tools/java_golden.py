@@ -5,14 +5,18 @@
 Each case runs the runtime's own recipe (tflite_fg.build + trainer.fit: Gaussian Sign-m-SPSA,
 anchored arithmetic, w8 or w16; plain, or with sparse-update masks, stochastic update rounding,
 Rademacher/Binomial z, momentum-guided sampling, kernel-wise normalization, the paper's integer
-arithmetic, schedules, sharpness-aware steps, stochastic engine rounding, the SPSA estimator and a
-neuron-selection support) on small int8 tensors, with a loss that is a
-fixed function of the engine's int8 kernels, and records every loss value in call order, the
-engine kernels of each call, and the master and engine weights after each step. Java replays the
-losses and must reproduce every kernel bit for bit; tests/test_java_golden.py checks that this file
-still matches the Python runtime. `selections` holds static, random and magnitude selections and
-five rounds of NEq velocity selection on synthetic layer outputs; `exact_head` the exact head's
-integer softmax error and gradient on random int8 logits and head inputs.
+arithmetic, schedules, sharpness-aware steps, stochastic engine rounding, the SPSA estimator, a
+neuron-selection support, the exponential average of the gradient estimates (grad_average) and
+the exact head) on small int8 tensors, with a loss that is a fixed function of the engine's int8
+kernels, and records every loss value in call order, the engine kernels of each call, and the
+master and engine weights after each step. Exact-head cases also record each step's head pass
+(`head_calls`): its engine kernels and the synthetic int8 logits and head input, integer functions
+of those kernels (`_SyntheticLoss.head`), with the labels and the `head_quant` the gradient uses;
+one case trains the head alone (no probes). Java replays the losses and head passes and must
+reproduce every kernel bit for bit; tests/test_java_golden.py checks that this file still matches
+the Python runtime. `selections` holds static, random and magnitude selections and five rounds
+of NEq velocity selection on synthetic layer outputs; `exact_head` the exact head's integer
+softmax error and gradient on random int8 logits and head inputs.
 """
 import _paths  # noqa: F401
 
@@ -23,7 +27,7 @@ import numpy as np
 
 import _cli
 
-from tflite_fg import build, exact_head, selection, trainer
+from tflite_fg import build, exact_head, losses, selection, trainer
 from tflite_fg.config import TrainConfig
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -51,47 +55,98 @@ CASES = [  # (precision, seed, m, eps_lsb, lr per tensor, steps, TrainConfig opt
     ("w8", 18, 2, 2, (0.8, 2.5), 5, {"support_budget": 0.5}),
     ("w16", 19, 2, 1.5, (0.3, 0.7), 5, {"support_budget": 0.3, "momentum_alpha": 0.5, "momentum_decay_steps": 2,
                                         "kernel_norm": True}),
+    ("w8", 20, 3, 2, (0.8, 2.5), 6, {"grad_average": 0.9}),
+    ("w16", 21, 2, 1.5, (0.3, 0.7), 6, {"grad_average": 0.9, "mask": "topk", "sparsity": 0.5,
+                                        "update_rounding": "stochastic"}),
+    ("w16", 22, 2, 1.5, (1.0, 2.0), 6, {"grad_average": 0.5, "momentum_alpha": 0.5, "momentum_decay_steps": 3,
+                                        "schedule": "cosine", "schedule_final": 0.2}),
+    # the exact head: lr[-1] is the head's float SGD rate (tools/train.py --head_lr)
+    ("w16", 23, 2, 1.5, (0.3, 0.3), 6, {"exact_head": True}),
+    ("w8", 24, 3, 2, (0.8, 0.3), 6, {"exact_head": True, "grad_average": 0.9, "mask": "topk", "sparsity": 0.5,
+                                      "update_rounding": "stochastic", "sam_rho": 1.0}),
+    ("w16", 25, 2, 1.5, (0.3, 0.3), 5, {"exact_head": True, "support_budget": 0.5, "momentum_alpha": 0.5,
+                                         "momentum_decay_steps": 2, "engine_rounding": "stochastic",
+                                         "kernel_norm": True}),
+    ("w16", 26, 2, 1.5, (0.3,), 6, {"exact_head": True, "head_only": True, "grad_average": 0.8}),
 ]
+HARNESS_OPTIONS = ("support_budget", "head_only")  # options of this script, not TrainConfig fields
+# The exact-head cases' synthetic head pass: a batch of 4 rows of 5 head inputs (the head kernel is
+# [2 classes, 5]), its labels, and the quantization its gradient uses.
+HEAD_QUANT = exact_head.HeadQuant(output_scale=0.1, input_scale=0.01, input_zero_point=-3, kernel_scale=0.01)
+HEAD_X = np.random.default_rng(3).integers(-60, 61, (4, 5)).astype(np.int64)
+HEAD_LABELS = np.array([0, 1, 1, 0])
 
 
-def _initial() -> list[np.ndarray]:
+def _initial(head_only: bool = False) -> list[np.ndarray]:
     r = np.random.default_rng(0)
     params = [r.integers(-120, 121, s).astype(np.int8) for s in SHAPES]
     params[0][0, :] = [127, -127, 126]  # saturation at the edges of the int8 range
+    if head_only:  # the head alone, with the same edge values
+        params = [params[1].copy()]
+        params[0][0, :3] = [127, -127, 126]
     return params
+
+
+def _ints(a: np.ndarray) -> list[int]:
+    return np.asarray(a).astype(int).ravel().tolist()
+
+
+class _SyntheticLoss:
+    """The loss of the engine kernels (squared distance to 40), and for the exact head `head`: the
+    HeadBatch of a pass whose int8 head input and logits are integer functions of the kernels
+    (head_in = HEAD_X shifted by the last body kernel values mod 5; logits = ((x - zp) W^T) >> 8).
+    Every call is recorded for the Java replay."""
+
+    def __init__(self):
+        self.calls, self.head_calls = [], []
+
+    def __call__(self, engine) -> float:
+        value = float(sum(np.sum((k.astype(np.float64) - 40.0) ** 2) for k in engine) / 100.0)
+        self.calls.append({"kernels": [_ints(k) for k in engine], "loss": value})
+        return value
+
+    def head(self, engine) -> exact_head.HeadBatch:
+        shift = engine[0].astype(np.int64).ravel()[-5:] % 5 - 2 if len(engine) > 1 else 0
+        x = np.clip(HEAD_X + shift, -128, 127)
+        w = engine[-1].astype(np.int64)
+        logits = np.clip((x - HEAD_QUANT.input_zero_point) @ w.T >> 8, -128, 127).astype(np.int8)
+        x = x.astype(np.int8)
+        loss = losses.softmax_cross_entropy(logits.astype(np.float32) * np.float32(HEAD_QUANT.output_scale),
+                                            HEAD_LABELS)
+        self.head_calls.append({"kernels": [_ints(k) for k in engine], "logits": _ints(logits), "head_in": _ints(x),
+                                "labels": HEAD_LABELS.tolist(), "loss": loss})
+        return exact_head.HeadBatch(logits, x, HEAD_LABELS, loss)
 
 
 def run_case(precision: str, seed: int, m: int, eps: float, lr: tuple[float, ...], steps: int,
              options: dict) -> dict:
-    target = [np.full(s, 40.0) for s in SHAPES]
-    calls: list[dict] = []
-
-    def loss(engine):
-        value = float(sum(np.sum((k.astype(np.float64) - t) ** 2) for k, t in zip(engine, target)) / 100.0)
-        calls.append({"kernels": [k.astype(int).ravel().tolist() for k in engine], "loss": value})
-        return value
-
-    cfg_options = {k: v for k, v in options.items() if k != "support_budget"}
+    loss = _SyntheticLoss()
+    cfg_options = {k: v for k, v in options.items() if k not in HARNESS_OPTIONS}
     cfg = TrainConfig(seed=seed, steps=steps, batch_size=1, m=m, eps_lsb=eps, lr=lr, precision=precision, **cfg_options)
-    start = _initial()
+    start = _initial(options.get("head_only", False))
+    shapes = [p.shape for p in start]
     space = build.build_space(cfg)
     support = None
     if "support_budget" in options:  # a random neuron selection (output channels along axis 0)
-        lay = selection.layout(["a", "b"], SHAPES, [0, 0])
+        lay = selection.layout(["a", "b"], shapes, [0, 0])
         chosen = selection.fill(lay, selection.random_order(lay, seed, 0),
                                 selection.budget_params(lay, options["support_budget"]))
-        support = selection.element_masks(chosen, SHAPES, [0, 0])
-    est, tx = build.build_estimator(cfg, start, space, support), build.build_transform(cfg)
+        support = selection.element_masks(chosen, shapes, [0, 0])
+    est = build.build_estimator(cfg, start, space, support, HEAD_QUANT if cfg.exact_head else None)
+    tx = build.build_transform(cfg)
     after = []
     for state, _ in trainer.fit(trainer.init_state(start, est, tx, space), lambda step: loss, est, tx, seed,
                                 steps, space):
-        after.append({"master": [np.asarray(p).astype(int).ravel().tolist() for p in state.params],
-                      "engine": [k.astype(int).ravel().tolist() for k in space.to_engine(state.params)]})
-    return {"precision": precision, "seed": seed, "m": m, "eps_lsb": eps, "lr": list(lr), "steps": steps,
+        after.append({"master": [_ints(p) for p in state.params],
+                      "engine": [_ints(k) for k in space.to_engine(state.params)]})
+    case = {"precision": precision, "seed": seed, "m": m, "eps_lsb": eps, "lr": list(lr), "steps": steps,
             "options": options,
-            "support": None if support is None else [m.astype(int).ravel().tolist() for m in support],
-            "shapes": [list(s) for s in SHAPES], "initial": [p.astype(int).ravel().tolist() for p in start],
-            "calls": calls, "after_step": after}
+            "support": None if support is None else [_ints(m) for m in support],
+            "shapes": [list(s) for s in shapes], "initial": [_ints(p) for p in start],
+            "calls": loss.calls, "after_step": after}
+    if cfg.exact_head:
+        case.update(head_quant=list(HEAD_QUANT), head_calls=loss.head_calls)
+    return case
 
 
 SELECTION_SHAPES = [(16, 3, 3, 3), (32, 3, 3, 16), (32, 1, 1, 16), (10, 32)]  # OHWI convs and a dense head

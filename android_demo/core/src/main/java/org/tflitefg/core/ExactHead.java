@@ -9,12 +9,48 @@ package org.tflitefg.core;
  *   e = floor((T[k_j] 2^16 + sum T) / (2 sum T)) - 2^15 [j = y]     (softmax on 2^-15, half up);
  *   G = e^T (x - zp) in 64-bit integers;  g = (float) G * (float) (s_x / (s_w B 2^15)).
  * g is in kernel LSBs per unit of a float-space SGD rate; the TFLite FullyConnected layout [C, C_in].
+ * An instance holds one model's table; SignSpsa uses it to train the last tensor (Options.exactHead).
  */
 public final class ExactHead {
     public static final int ERROR_BITS = 15;
     public static final int TABLE_BITS = 16;
+    /** Why a model cannot train its head exactly, and the fix (FgModel._require_head_input). */
+    public static final String NO_HEAD_INPUT = "the model has no 'head_in' output (converted before converter version 4, "
+            + "or its last trainable layer is not dense): reconvert it with python tools/convert.py to train the head exactly";
 
-    private ExactHead() {}
+    /** The fixed quantization the gradient needs (tflite_fg.exact_head.HeadQuant). */
+    public record Quant(double outputScale, double inputScale, int inputZeroPoint, double kernelScale) {
+        /** A converted model's: its logits' scale, its `head_in` output's, its dense head kernel's. */
+        public static Quant of(Metadata meta, ForwardRunner runner) {
+            if (!runner.hasHeadInput()) throw new IllegalArgumentException(NO_HEAD_INPUT);
+            Metadata.Trainable head = meta.trainable.get(meta.trainable.size() - 1);
+            if (!"Dense".equals(head.op))
+                throw new IllegalArgumentException("the last trainable layer '" + head.layer + "' is a " + head.op
+                        + ", not Dense: the exact head trains a dense last layer (reconvert with one, or train without it)");
+            ForwardRunner.TensorQuant x = runner.headInputQuant();
+            return new Quant(meta.outputScale, x.scale(), x.zeroPoint(), head.scale);
+        }
+    }
+
+    /** What one unperturbed forward pass of a mini-batch gives (tflite_fg.exact_head.HeadBatch): int8
+     *  logits [batch, classes], the head's int8 input [batch, width], the labels and the batch loss. */
+    public record Batch(byte[] logits, byte[] headIn, int[] labels, double loss) {}
+
+    private final Quant quant;
+    private final long[] table;
+
+    public ExactHead(Quant quant) {
+        this.quant = quant;
+        this.table = softmaxTable(quant.outputScale());
+    }
+
+    /** The batch's head gradient [classes, width] in kernel LSBs per unit of float lr. */
+    public float[] gradient(Batch b) {
+        if (b.labels().length == 0 || b.logits().length % b.labels().length != 0)
+            throw new IllegalArgumentException(b.logits().length + " logits for " + b.labels().length + " labels");
+        return gradient(b.logits(), b.headIn(), b.labels(), b.logits().length / b.labels().length, table,
+                        quant.inputScale(), quant.inputZeroPoint(), quant.kernelScale());
+    }
 
     /** T[k] = rint(2^16 exp(-outputScale k)), k = 0..255. */
     public static long[] softmaxTable(double outputScale) {

@@ -8,9 +8,14 @@ package org.tflitefg.core;
  * Only `forward` is required. A model split at its first trainable op also has `prefix` (the frozen
  * layers) and `suffix` (the trainable ones, bit-identical to `forward` on prefix's outputs), which
  * lets Training run the frozen part once per data set; `probe` returns each trainable layer's output
- * for NEq velocity selection (tflite_fg/model.py).
+ * for NEq velocity selection (tflite_fg/model.py). A model of converter version 4 whose last
+ * trainable layer is dense also returns that layer's input `head_in` from forward and suffix, which the
+ * exact head reads (ExactHead).
  */
 public interface ForwardRunner extends AutoCloseable {
+    /** A tensor's quantization: real = scale * (q - zeroPoint). */
+    record TensorQuant(double scale, int zeroPoint) {}
+
     /**
      * @param x       batch * prod(input_shape) int8 inputs, row-major
      * @param batch   examples in x
@@ -44,6 +49,26 @@ public interface ForwardRunner extends AutoCloseable {
      *  (FgModel.neuron_outputs), one flat (batch, ..., channels) array per trainable tensor. */
     default float[][] neuronOutputs(byte[] x, int batch, byte[][] kernels) {
         throw new UnsupportedOperationException("this model has no 'probe' signature: reconvert it with python tools/convert.py");
+    }
+
+    /** True when forward (and suffix, where the model has it) also return `head_in`. */
+    default boolean hasHeadInput() {
+        return false;
+    }
+
+    /** The quantization of the `head_in` output. */
+    default TensorQuant headInputQuant() {
+        throw new UnsupportedOperationException(ExactHead.NO_HEAD_INPUT);
+    }
+
+    /** forward's int8 logits and `head_in` [batch, ...] of the same call: {logits, headIn}. */
+    default byte[][] forwardWithHead(byte[] x, int batch, byte[][] kernels) {
+        throw new UnsupportedOperationException(ExactHead.NO_HEAD_INPUT);
+    }
+
+    /** suffix's int8 logits and `head_in` of the same call: {logits, headIn}. */
+    default byte[][] suffixWithHead(byte[][] features, int batch, byte[][] kernels) {
+        throw new UnsupportedOperationException(ExactHead.NO_HEAD_INPUT);
     }
 
     @Override

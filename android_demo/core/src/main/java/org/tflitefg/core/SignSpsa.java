@@ -18,6 +18,10 @@ package org.tflitefg.core;
  * Options: Rademacher/Binomial z, momentum-guided sampling, kernel-wise normalization, a sparse-update
  * mask (z is 0 outside it, Masks) and stochastic update rounding (floor(x) + [frac(x) * 2^32 > u], u
  * from stream(seed, step, UPDATE_ROUND_INDEX, tensor)): tflite_fg/samplers.py and updates.py.
+ * With the exact head (build.py's exact_head(...)), the last tensor is never perturbed: after the
+ * probes, one unperturbed pass gives its gradient (ExactHead), which replaces its (zero) estimate.
+ * With grad_average, g is first replaced by the running average m = decay m + (1 - decay) g
+ * (updates.average_gradients, float32, the same order of operations).
  */
 public final class SignSpsa {
     /** What tflite_fg.config.TrainConfig can add to the plain recipe (build.py's composition order:
@@ -36,6 +40,8 @@ public final class SignSpsa {
         Schedule schedule;                  // null: constant
         boolean spsa;                       // the magnitude estimator (L+ - L-) / (2 eps) z, for comparison
         boolean[][] support;                // neuron selection: only these elements' z are drawn (selection.py)
+        ExactHead.Quant exactHead;          // non-null: the last tensor trains by its exact gradient
+        double gradAverage;                 // > 0: exponential average of the gradient estimates
 
         /** A learning-rate schedule (tflite_fg/schedules.py): "cosine" (to finalFraction over totalSteps)
          *  or "step" (factor every `every` steps). */
@@ -55,6 +61,22 @@ public final class SignSpsa {
                 this.every = every;
                 this.factor = factor;
             }
+        }
+
+        /** Train the last (dense) tensor with its exact cross-entropy gradient from one extra pass
+         *  per step (ExactHead, tflite_fg/exact_head.py); Sign-m-SPSA perturbs only the others, and a
+         *  head-only model runs no probes. Its learning rate is a float SGD rate (tools/train.py --head_lr). */
+        public Options exactHead(ExactHead.Quant quant) {
+            exactHead = quant;
+            return this;
+        }
+
+        /** m = decay m + (1 - decay) g replaces g before the update (0 = off; TrainConfig.grad_average). */
+        public Options gradAverage(double decay) {
+            if (!(decay >= 0 && decay <= 0.999))
+                throw new IllegalArgumentException("grad_average must be in [0, 0.999] (0 = off), got " + decay);
+            gradAverage = decay;
+            return this;
         }
 
         public Options spsa(boolean on) {
@@ -128,6 +150,31 @@ public final class SignSpsa {
         double of(byte[][] engineKernels);
     }
 
+    /** The exact head's unperturbed pass on the engine kernels of the master weights: logits, head
+     *  input, labels and loss of the step's mini-batch (the kernels are valid during the call only). */
+    public interface HeadPass {
+        ExactHead.Batch of(byte[][] engineKernels);
+    }
+
+    /** Everything a resumed run needs besides the options and model (Checkpoint writes it). */
+    public static final class State {
+        public final long step;
+        public final long forwardPasses;
+        public final long stepsSeen;        // momentum's beta schedule counts the steps it observed
+        public final int[][] master;
+        public final int[][] history;       // momentum: the last gradient as z_q
+        public final float[][] average;     // grad_average's running average; null without it
+
+        public State(long step, long forwardPasses, long stepsSeen, int[][] master, int[][] history, float[][] average) {
+            this.step = step;
+            this.forwardPasses = forwardPasses;
+            this.stepsSeen = stepsSeen;
+            this.master = master;
+            this.history = history;
+            this.average = average;
+        }
+    }
+
     private static final float ROUND_LIMIT = 1 << 24;
 
     private final long seed;
@@ -145,6 +192,12 @@ public final class SignSpsa {
     private final double epsLsb;
     private final int[][] history;  // momentum: the previous step's gradient as int8 z_q
     private final int distribution; // 0 gaussian, 1 rademacher, 2 binomial (decided once, not per element)
+    private final ExactHead head;   // null: every tensor by the zeroth-order estimate
+    private boolean[][] samplerSupport;  // what the sampler draws: the selection, less the head with the exact head
+    private boolean[] headMask;     // the exact head's gradient is kept only here (mask and selection); null: all
+    private final float keep;       // grad_average: float32(decay) and float32(1 - decay)
+    private final float take;
+    private final float[][] average;  // null without grad_average
     // Work buffers of one step, allocated once: the training step allocates nothing.
     private final int[][] z;
     private final int[][] z2;
@@ -152,6 +205,7 @@ public final class SignSpsa {
     private final int[][] neighbour;
     private final int[][] sums;
     private final double[][] acc;
+    private final float[][] grad;   // the step's gradient: estimate, exact head, average
     private final byte[][] engineKernels;
     private double lossSum;
     private long stepsSeen;
@@ -178,6 +232,8 @@ public final class SignSpsa {
             throw new IllegalArgumentException("the SPSA estimator goes with neither the paper's arithmetic nor momentum");
         if (options.engineStochasticRounding && bits != 16)
             throw new IllegalArgumentException("stochastic engine rounding rounds the w16 master copy; bits is " + bits);
+        if (options.paper && (options.exactHead != null || options.gradAverage > 0))
+            throw new IllegalArgumentException("the exact head and grad_average need the anchored arithmetic: the paper's keeps an 8-bit integer g_q");
         this.history = new int[initial.length][];
         for (int t = 0; t < initial.length; t++) history[t] = new int[initial[t].length];
         if (bits != 8 && bits != 16) throw new IllegalArgumentException("bits must be 8 or 16, got " + bits);
@@ -219,11 +275,46 @@ public final class SignSpsa {
         neighbour = like(master);
         sums = like(master);
         acc = new double[master.length][];
+        grad = new float[master.length][];
         engineKernels = new byte[master.length][];
         for (int t = 0; t < master.length; t++) {
             acc[t] = new double[master[t].length];
+            grad[t] = new float[master[t].length];
             engineKernels[t] = new byte[master[t].length];
         }
+        head = options.exactHead != null ? new ExactHead(options.exactHead) : null;
+        keep = (float) options.gradAverage;
+        take = (float) (1.0 - options.gradAverage);
+        average = options.gradAverage > 0 ? new float[master.length][] : null;
+        if (average != null) for (int t = 0; t < master.length; t++) average[t] = new float[master[t].length];
+        resolveSupport();
+    }
+
+    /** build.py's exact-head composition: the sampler's support is the selection (or everything)
+     *  without the head, and the head's gradient is kept where the static mask and the selection allow. */
+    private void resolveSupport() {
+        if (head == null) {
+            samplerSupport = opt.support;
+            return;
+        }
+        int last = master.length - 1;
+        samplerSupport = new boolean[master.length][];
+        for (int t = 0; t < last; t++) {
+            samplerSupport[t] = opt.support != null ? opt.support[t] : new boolean[master[t].length];
+            if (opt.support == null) java.util.Arrays.fill(samplerSupport[t], true);
+        }
+        samplerSupport[last] = new boolean[master[last].length];  // all false: the head is never perturbed
+        headMask = null;
+        for (boolean[][] m : new boolean[][][] {opt.mask, opt.support}) {
+            if (m == null) continue;
+            if (headMask == null) headMask = m[last].clone();
+            else for (int e = 0; e < headMask.length; e++) headMask[e] &= m[last][e];
+        }
+    }
+
+    /** True when the last tensor trains by its exact gradient (step needs a HeadPass). */
+    public boolean exactHead() {
+        return head != null;
     }
 
     private static int[][] like(int[][] w) {
@@ -241,6 +332,7 @@ public final class SignSpsa {
     public void support(boolean[][] s) {
         requireLike(s, engineKernels, "support");
         opt.support = s;
+        resolveSupport();
     }
 
     /** An element mask (mask or support) must have one entry per element of every tensor. */
@@ -254,18 +346,54 @@ public final class SignSpsa {
         return forwardPasses;
     }
 
-    /** Continue from a saved state (Checkpoint): master weights, step and forward passes. */
-    public void restore(int[][] weights, long atStep, long passes) {
-        if (weights.length != master.length) throw new IllegalArgumentException(weights.length + " tensors for " + master.length);
-        for (int t = 0; t < master.length; t++) {
-            if (weights[t].length != master[t].length)
-                throw new IllegalArgumentException("tensor " + t + " has " + weights[t].length + " values, expected " + master[t].length);
-            for (int v : weights[t])
+    /** A copy of everything a resumed run needs (Checkpoint.save). */
+    public State state() {
+        return new State(step, forwardPasses, stepsSeen, master(), copy(history), average == null ? null : copy(average));
+    }
+
+    /** Continue from a saved state (Checkpoint.restore); the trainer must have the run's options. */
+    public void restore(State s) {
+        requireShapes(s.master, "weights");
+        requireShapes(s.history, "momentum history");
+        for (int[] w : s.master)
+            for (int v : w)
                 if (v != Quant.saturate(v, bits)) throw new IllegalArgumentException("value " + v + " outside the w" + bits + " range");
+        if ((s.average == null) != (average == null))
+            throw new IllegalArgumentException("the state was saved " + (s.average == null ? "without" : "with")
+                    + " grad_average and this trainer is built " + (average == null ? "without" : "with") + " it: use the run's options");
+        if (average != null) {
+            if (s.average.length != average.length) throw new IllegalArgumentException(s.average.length + " averages for " + average.length + " tensors");
+            for (int t = 0; t < average.length; t++) {
+                if (s.average[t].length != average[t].length) throw new IllegalArgumentException("average " + t + " does not match its tensor");
+                System.arraycopy(s.average[t], 0, average[t], 0, average[t].length);
+            }
         }
-        for (int t = 0; t < master.length; t++) System.arraycopy(weights[t], 0, master[t], 0, master[t].length);
-        step = atStep;
-        forwardPasses = passes;
+        for (int t = 0; t < master.length; t++) {
+            System.arraycopy(s.master[t], 0, master[t], 0, master[t].length);
+            System.arraycopy(s.history[t], 0, history[t], 0, history[t].length);
+        }
+        step = s.step;
+        forwardPasses = s.forwardPasses;
+        stepsSeen = s.stepsSeen;
+    }
+
+    private void requireShapes(int[][] w, String what) {
+        if (w.length != master.length) throw new IllegalArgumentException(w.length + " " + what + " tensors for " + master.length);
+        for (int t = 0; t < master.length; t++)
+            if (w[t].length != master[t].length)
+                throw new IllegalArgumentException(what + " tensor " + t + " has " + w[t].length + " values, expected " + master[t].length);
+    }
+
+    private static int[][] copy(int[][] a) {
+        int[][] out = new int[a.length][];
+        for (int t = 0; t < a.length; t++) out[t] = a[t].clone();
+        return out;
+    }
+
+    private static float[][] copy(float[][] a) {
+        float[][] out = new float[a.length][];
+        for (int t = 0; t < a.length; t++) out[t] = a[t].clone();
+        return out;
     }
 
     /** A copy of the master weights (int8 or int16 values). */
@@ -306,17 +434,54 @@ public final class SignSpsa {
 
     /** One step: 2m loss evaluations (+2 with SAM), the update applied. Returns the mean of the losses. */
     public double step(Loss loss) {
+        return step(loss, null);
+    }
+
+    /**
+     * One step of build.py's composition: the probes (none for a head-only exact head), then with the
+     * exact head one unperturbed pass `headPass` for the head's gradient, then grad_average and the
+     * update. Returns the mean of the losses, the head pass's included (tflite_fg's log["loss"]).
+     */
+    public double step(Loss loss, HeadPass headPass) {
+        if (head != null && headPass == null)
+            throw new IllegalArgumentException("the exact head needs its pass: step(loss, headPass)");
         lossSum = 0;
+        int evaluations = 0;
+        for (int t = 0; t < master.length; t++) {
+            java.util.Arrays.fill(sums[t], 0);
+            java.util.Arrays.fill(acc[t], 0.0);  // SPSA: sum of (L+ - L-) / (2 eps) * z * Dz
+        }
+        if (head == null || master.length > 1) {  // exact_head(None, ...): a head-only model runs no probes
+            probes(loss);
+            evaluations = 2 * m + (opt.samRho > 0 ? 2 : 0);
+        }
+        double factor = schedule(step);
+        if (paper) {
+            for (int t = 0; t < master.length; t++)
+                updatePaper(t, sums[t], factor, Rng.streamKey(seed, step, Rng.UPDATE_ROUND_INDEX, t));
+        } else {
+            for (int t = 0; t < master.length; t++) estimate(t, sums[t], acc[t]);
+            if (head != null) {
+                headGradient(headPass);
+                evaluations++;
+            }
+            if (average != null) averageGradients();
+            for (int t = 0; t < master.length; t++)
+                updateAnchored(t, (float) factor, Rng.streamKey(seed, step, Rng.UPDATE_ROUND_INDEX, t));
+        }
+        stepsSeen++;
+        step++;
+        return lossSum / evaluations;
+    }
+
+    /** The 2m probes (+2 with SAM) into sums (Sign-m-SPSA) or acc (SPSA). */
+    private void probes(Loss loss) {
         int[][] anchor = master;
         if (opt.samRho > 0) {  // sharpness-aware: move to the uphill neighbour along z_a first
             sample(Rng.ASCENT_INDEX, anchor);
             double lp = evaluate(loss, perturb(anchor, epsMaster, 1, candidate));
             double lm = evaluate(loss, perturb(anchor, epsMaster, -1, candidate));
             anchor = perturb(anchor, samEpsMaster, lp >= lm ? 1 : -1, neighbour);
-        }
-        for (int t = 0; t < master.length; t++) {
-            java.util.Arrays.fill(sums[t], 0);
-            java.util.Arrays.fill(acc[t], 0.0);  // SPSA: sum of (L+ - L-) / (2 eps) * z * Dz
         }
         for (int i = 0; i < m; i++) {
             sample(i, anchor);
@@ -334,15 +499,28 @@ public final class SignSpsa {
                 for (int t = 0; t < master.length; t++)
                     for (int e = 0; e < sums[t].length; e++) sums[t][e] += sign * z[t][e];
         }
-        double factor = schedule(step);
-        for (int t = 0; t < master.length; t++) {
-            long roundKey = Rng.streamKey(seed, step, Rng.UPDATE_ROUND_INDEX, t);
-            if (paper) updatePaper(t, sums[t], factor, roundKey);
-            else updateAnchored(t, sums[t], acc[t], (float) factor, roundKey);
-        }
-        stepsSeen++;
-        step++;
-        return lossSum / (2 * m + (opt.samRho > 0 ? 2 : 0));
+    }
+
+    /** The exact head's pass on the master weights' engine kernels (the step's engine rounding, as
+     *  trainer.OnEngine), its gradient replacing the head's estimate where the head mask allows. */
+    private void headGradient(HeadPass headPass) {
+        ExactHead.Batch batch = headPass.of(toEngine(master, opt.engineStochasticRounding, engineKernels));
+        forwardPasses++;
+        lossSum += batch.loss();
+        float[] g = head.gradient(batch);
+        float[] out = grad[master.length - 1];
+        if (g.length != out.length)
+            throw new IllegalArgumentException("the head pass gives " + g.length + " gradient values for a head of " + out.length);
+        for (int e = 0; e < out.length; e++) out[e] = headMask == null || headMask[e] ? g[e] : 0f;
+    }
+
+    /** updates.average_gradients: m = float(decay) * m + float(1 - decay) * g, in float32, and g = m. */
+    private void averageGradients() {
+        for (int t = 0; t < grad.length; t++)
+            for (int e = 0; e < grad[t].length; e++) {
+                average[t][e] = keep * average[t][e] + take * grad[t][e];
+                grad[t][e] = average[t][e];
+            }
     }
 
     private double evaluate(Loss loss, int[][] weights) {
@@ -371,14 +549,22 @@ public final class SignSpsa {
         return out;
     }
 
-    /** g = (float) S * (float) (Dz / m); u = rint or stochastic(float(sched) * ((float) -lr * g)). */
-    private void updateAnchored(int t, int[] sums, double[] acc, float factor, long roundKey) {
+    /** The estimate g = (float) S * (float) (Dz / m) (SPSA: (float) (acc / m)) into grad[t]; momentum
+     *  observes it here, before the exact head and the average (the sampler's observe(grads)). */
+    private void estimate(int t, int[] sums, double[] acc) {
         float scale = (float) (Quant.Z_SCALE / m);
         for (int e = 0; e < sums.length; e++) {
             float g = opt.spsa ? (float) (acc[e] / m) : (float) sums[e] * scale;
             // momentum's history: g on the scale Dz, rounded half-even, clipped to int8
             history[t][e] = (int) Math.max(-127, Math.min(127, Math.rint((double) g / Quant.Z_SCALE)));
-            float u = negLr[t] * g;
+            grad[t][e] = g;
+        }
+    }
+
+    /** u = rint or stochastic(float(sched) * ((float) -lr * g)) on the master grid. */
+    private void updateAnchored(int t, float factor, long roundKey) {
+        for (int e = 0; e < grad[t].length; e++) {
+            float u = negLr[t] * grad[t][e];
             if (opt.schedule != null) u = factor * u;
             u = Math.max(-ROUND_LIMIT, Math.min(ROUND_LIMIT, u));
             long update;
@@ -449,9 +635,9 @@ public final class SignSpsa {
         if (opt.mask != null)
             for (int t = 0; t < z.length; t++)
                 for (int e = 0; e < z[t].length; e++) if (!opt.mask[t][e]) z[t][e] = 0;
-        if (opt.support != null && opt.momentumAlpha > 0)  // an earlier selection's history stays out
+        if (samplerSupport != null && opt.momentumAlpha > 0)  // an earlier selection's history stays out
             for (int t = 0; t < z.length; t++)
-                for (int e = 0; e < z[t].length; e++) if (!opt.support[t][e]) z[t][e] = 0;
+                for (int e = 0; e < z[t].length; e++) if (!samplerSupport[t][e]) z[t][e] = 0;
     }
 
     /** The base distribution's draws of stream(seed, step, index, tensor). */
@@ -460,11 +646,11 @@ public final class SignSpsa {
             long key = Rng.streamKey(seed, step, index, t);
             long j = 0;  // with a support: the next unused draw of this tensor's stream
             for (int e = 0; e < out[t].length; e++) {
-                if (opt.support != null && !opt.support[t][e]) {
+                if (samplerSupport != null && !samplerSupport[t][e]) {
                     out[t][e] = 0;
                     continue;
                 }
-                long u = Rng.uint32(key, opt.support != null ? j++ : e);
+                long u = Rng.uint32(key, samplerSupport != null ? j++ : e);
                 out[t][e] = distribution == 1 ? Quant.rademacherQ8(u)
                         : distribution == 2 ? BINOMIAL4[Long.bitCount(u >>> 28)] : Quant.gaussianQ8(u);
             }

@@ -11,6 +11,9 @@ import java.util.Arrays;
  * for the whole data set and every pass runs `suffix` only (tflite_fg/objective.py's "dataset"
  * cache): the losses are bit-identical, and the step costs only the trainable layers. With a
  * Selector, only the selected neurons train, re-selected at each round start (tflite_fg/selective.py).
+ * With a trainer built with the exact head (SignSpsa.Options.exactHead), each step also runs one
+ * unperturbed pass that returns the logits and `head_in` of the same mini-batch
+ * (objective.BatchLoss.head), from which the head's exact gradient is computed.
  */
 public final class Training {
     private static final int CHUNK = 256;
@@ -39,6 +42,7 @@ public final class Training {
         for (int y : labels)
             if (y < 0 || y >= meta.numClasses)
                 throw new IllegalArgumentException("label " + y + " is outside 0.." + (meta.numClasses - 1));
+        if (trainer.exactHead() && !runner.hasHeadInput()) throw new IllegalArgumentException(ExactHead.NO_HEAD_INPUT);
         this.runner = runner;
         this.meta = meta;
         this.trainer = trainer;
@@ -88,7 +92,7 @@ public final class Training {
         selected = false;
     }
 
-    /** One step; returns the mean of its 2m losses. */
+    /** One step; returns the mean of its 2m losses (and the exact head's pass). */
     public double step(int batchSize) {
         if (selector != null && (!selected || selector.due(trainer.step()))) {
             float[][] outputs = selector.needsOutputs() ? runner.neuronOutputs(probe, probeCount, trainer.engine()) : null;
@@ -108,7 +112,12 @@ public final class Training {
             for (int k = 0; k < width.length; k++) System.arraycopy(source[k], idx[i] * width[k], in[k], i * width[k], width[k]);
             yb[i] = labels[idx[i]];
         }
-        return trainer.step(kernels -> loss(cached ? runner.suffix(in, b, kernels) : runner.forward(in[0], b, kernels), yb));
+        SignSpsa.Loss loss = kernels -> loss(cached ? runner.suffix(in, b, kernels) : runner.forward(in[0], b, kernels), yb);
+        if (!trainer.exactHead()) return trainer.step(loss);
+        return trainer.step(loss, kernels -> {
+            byte[][] out = cached ? runner.suffixWithHead(in, b, kernels) : runner.forwardWithHead(in[0], b, kernels);
+            return new ExactHead.Batch(out[0], out[1], yb, loss(out[0], yb));
+        });
     }
 
     private double loss(byte[] logits, int[] yb) {

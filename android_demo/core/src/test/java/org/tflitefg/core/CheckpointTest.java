@@ -1,53 +1,64 @@
 package org.tflitefg.core;
 
-import static org.junit.Assert.assertArrayEquals;
 import static org.junit.Assert.assertEquals;
 import static org.junit.Assert.assertThrows;
+import static org.junit.Assert.assertTrue;
 
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.util.List;
 import java.util.Map;
 
 import org.junit.Test;
 
-/** A run saved after 3 steps and restored into a fresh trainer continues to the golden weights of step 6. */
+/** Every golden run saved halfway and restored into a fresh trainer continues to the golden weights
+ *  of its last step: the checkpoint carries momentum's history and grad_average's running average. */
 public class CheckpointTest {
     @Test
-    @SuppressWarnings("unchecked")
-    public void resumedRunIsBitExact() throws Exception {
-        Map<String, Object> c = SignSpsaGoldenTest.cases().get(1);  // w16
-        byte[][] initial = SignSpsaGoldenTest.int8(SignSpsaGoldenTest.tensors(c.get("initial")));
-        List<Object> lrs = (List<Object>) c.get("lr");
-        double[] lr = {((Number) lrs.get(0)).doubleValue(), ((Number) lrs.get(1)).doubleValue()};
-        long seed = ((Number) c.get("seed")).longValue();
-        int m = ((Number) c.get("m")).intValue();
-        double eps = ((Number) c.get("eps_lsb")).doubleValue();
-        List<Map<String, Object>> calls = (List<Map<String, Object>>) c.get("calls");
-        int[] next = {0};
-        SignSpsa.Loss replay = k -> ((Number) calls.get(next[0]++).get("loss")).doubleValue();
+    public void resumedRunsAreBitExact() throws Exception {
+        Path dir = Files.createTempDirectory("tfg-ckpt");
+        for (Map<String, Object> c : SignSpsaGoldenTest.cases()) {
+            int steps = ((Number) c.get("steps")).intValue(), half = steps / 2;
+            SignSpsaGoldenTest.Replay replay = new SignSpsaGoldenTest.Replay(c);
+            SignSpsa first = SignSpsaGoldenTest.trainer(c);
+            for (int s = 0; s < half; s++) replay.step(first);
+            Path ckpt = dir.resolve("run.ckpt");
+            Checkpoint.save(ckpt, "abc", first);
 
-        SignSpsa first = new SignSpsa(seed, m, eps, lr, 16, initial);
-        for (int s = 0; s < 3; s++) first.step(replay);
+            SignSpsa resumed = SignSpsaGoldenTest.trainer(c);
+            Checkpoint.restore(ckpt, "abc", resumed);
+            assertEquals(half, resumed.step());
+            for (int s = half; s < steps; s++) {
+                replay.step(resumed);
+                SignSpsaGoldenTest.assertStep(c, resumed, s);
+            }
+            replay.finished();
+            assertEquals(steps * SignSpsaGoldenTest.passesPerStep(c), resumed.forwardPasses());
+        }
+    }
+
+    @Test
+    public void badCheckpointsAreRefused() throws Exception {
+        Map<String, Object> plain = SignSpsaGoldenTest.cases().get(0);  // w8, as the first averaged case
+        Map<String, Object> averaged = SignSpsaGoldenTest.cases().stream()
+                .filter(c -> SignSpsaGoldenTest.name(c).contains("grad_average")).findFirst().orElseThrow();
         Path dir = Files.createTempDirectory("tfg-ckpt");
         Path ckpt = dir.resolve("run.ckpt");
-        Checkpoint.save(ckpt, "abc", first);
-
-        SignSpsa resumed = new SignSpsa(seed, m, eps, lr, 16, initial);
-        Checkpoint.restore(ckpt, "abc", resumed);
-        assertEquals(3, resumed.step());
-        for (int s = 0; s < 3; s++) resumed.step(replay);
-        List<Map<String, Object>> after = (List<Map<String, Object>>) c.get("after_step");
-        int[][] want = SignSpsaGoldenTest.tensors(after.get(5).get("master"));
-        int[][] got = resumed.master();
-        for (int t = 0; t < want.length; t++) assertArrayEquals(want[t], got[t]);
-        assertEquals(6L * 2 * m, resumed.forwardPasses());
-
-        assertThrows(IOException.class, () -> Checkpoint.restore(ckpt, "another model", resumed));
+        SignSpsa trainer = SignSpsaGoldenTest.trainer(plain);
+        Checkpoint.save(ckpt, "abc", trainer);
+        assertThrows(IOException.class, () -> Checkpoint.restore(ckpt, "another model", trainer));
         byte[] bytes = Files.readAllBytes(ckpt);
         Path cut = dir.resolve("cut.ckpt");
         Files.write(cut, java.util.Arrays.copyOf(bytes, bytes.length - 3));
-        assertThrows(IOException.class, () -> Checkpoint.restore(cut, "abc", resumed));
+        assertThrows(IOException.class, () -> Checkpoint.restore(cut, "abc", trainer));
+        // a run saved without grad_average does not resume one with it
+        IOException e = assertThrows(IOException.class, () -> Checkpoint.restore(ckpt, "abc", SignSpsaGoldenTest.trainer(averaged)));
+        assertTrue(e.getMessage(), e.getMessage().contains("grad_average"));
+        // the format before the optimizer state was saved
+        Path old = dir.resolve("old.ckpt");
+        bytes[3] = '1';
+        Files.write(old, bytes);
+        e = assertThrows(IOException.class, () -> Checkpoint.restore(old, "abc", trainer));
+        assertTrue(e.getMessage(), e.getMessage().contains("TFG1"));
     }
 }

@@ -2,6 +2,8 @@ package org.tflitefg.core;
 
 import static org.junit.Assert.assertArrayEquals;
 import static org.junit.Assert.assertEquals;
+import static org.junit.Assert.assertThrows;
+import static org.junit.Assert.assertTrue;
 
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -12,7 +14,8 @@ import java.util.Map;
 import org.junit.Test;
 
 /** The exact head's softmax table, integer error and float32 gradient equal tflite_fg/exact_head.py's
- *  bit for bit (trainer_golden.json "exact_head"). */
+ *  bit for bit (trainer_golden.json "exact_head"); a model that cannot train its head exactly is
+ *  refused with the fix. */
 public class ExactHeadGoldenTest {
     @Test
     @SuppressWarnings("unchecked")
@@ -40,6 +43,55 @@ public class ExactHeadGoldenTest {
                 assertEquals("gradient " + i, Float.floatToIntBits((float) ((Number) expected.get(i)).doubleValue()),
                              Float.floatToIntBits(grad[i]));
         }
+    }
+
+    /** A two-class model of 4 inputs whose last trainable layer is `op`. */
+    static Metadata model(String op) {
+        return Metadata.parse("{\"format\": \"tflite_fg/1\", \"model_sha256\": \"0\", \"input_name\": \"x\", "
+                + "\"input_shape\": [4], \"input_scale\": 0.1, \"input_zero_point\": 0, \"output_name\": \"logits\", "
+                + "\"output_scale\": 0.1, \"output_zero_point\": 0, \"num_classes\": 2, \"trainable\": [{\"layer\": \"head\", "
+                + "\"input_name\": \"k0\", \"op\": \"" + op + "\", \"shape\": [2, 4], \"scale\": 0.01, \"infer_offset\": 0, "
+                + "\"nbytes\": 8}]}");
+    }
+
+    /** A runner of that model, with or without the `head_in` output (its passes are never run here). */
+    static ForwardRunner runner(boolean headInput) {
+        return new ForwardRunner() {
+            @Override
+            public byte[] forward(byte[] x, int batch, byte[][] kernels) {
+                return new byte[2 * batch];
+            }
+
+            @Override
+            public boolean hasHeadInput() {
+                return headInput;
+            }
+
+            @Override
+            public TensorQuant headInputQuant() {
+                return new TensorQuant(0.05, -128);
+            }
+
+            @Override
+            public void close() {}
+        };
+    }
+
+    @Test
+    public void modelsWithoutHeadInputAreRefused() {
+        IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
+                () -> ExactHead.Quant.of(model("Dense"), runner(false)));
+        assertTrue(e.getMessage(), e.getMessage().contains("'head_in'") && e.getMessage().contains("reconvert"));
+        e = assertThrows(IllegalArgumentException.class, () -> ExactHead.Quant.of(model("Conv2D"), runner(true)));
+        assertTrue(e.getMessage(), e.getMessage().contains("not Dense"));
+        ExactHead.Quant quant = ExactHead.Quant.of(model("Dense"), runner(true));
+        assertEquals(new ExactHead.Quant(0.1, 0.05, -128, 0.01), quant);
+        // a trainer built for the exact head, given a runner without head_in
+        SignSpsa trainer = new SignSpsa(0, 1, 1, new double[] {0.3}, 8, new byte[][] {new byte[8]},
+                                        new SignSpsa.Options().exactHead(quant));
+        e = assertThrows(IllegalArgumentException.class,
+                () -> new Training(runner(false), model("Dense"), trainer, 0, new byte[4], new int[] {1}, false));
+        assertTrue(e.getMessage(), e.getMessage().contains("'head_in'"));
     }
 
     static byte[] bytes(int[] v) {

@@ -8,7 +8,8 @@ import org.tflitefg.core.ForwardRunner;
 import org.tflitefg.core.Metadata;
 
 /** ForwardRunner on the real TFLite C library through JNA: the model's `forward`, `prefix`/`suffix`
- *  and `probe` signatures, with the trainable kernels as inputs. */
+ *  and `probe` signatures, with the trainable kernels as inputs, and the `head_in` output of forward
+ *  and suffix for the exact head (converter version 4). */
 public final class CApiRunner implements ForwardRunner {
     private final TfLiteC c;
     private final Metadata meta;
@@ -20,6 +21,8 @@ public final class CApiRunner implements ForwardRunner {
     private final Signature suffix;
     private final Signature probe;
     private final String[] cuts;  // prefix's outputs = suffix's feature inputs: h0, h1, ... in number order
+    private final boolean headInput;
+    static final String HEAD_IN = "head_in";  // tflite_fg.model.HEAD_IN
 
     /** One signature runner: its input and output names, resized to the batch when it changes. */
     private final class Signature {
@@ -109,6 +112,8 @@ public final class CApiRunner implements ForwardRunner {
         if (!split && s != null) s.close();
         probe = signature("probe");
         cuts = split ? p.outputs.clone() : new String[0];
+        headInput = java.util.List.of(forward.outputs).contains(HEAD_IN)
+                && (suffix == null || java.util.List.of(suffix.outputs).contains(HEAD_IN));
         java.util.Arrays.sort(cuts, java.util.Comparator.comparingInt(n -> Integer.parseInt(n.substring(1))));  // as FgModel
     }
 
@@ -123,11 +128,34 @@ public final class CApiRunner implements ForwardRunner {
 
     @Override
     public byte[] forward(byte[] x, int batch, byte[][] kernels) {
+        runForward(x, batch, kernels);
+        return forward.outBytes(meta.outputName);
+    }
+
+    private void runForward(byte[] x, int batch, byte[][] kernels) {
         forward.batch(batch);
         forward.in(meta.inputName, x);
         forward.kernels(kernels);
         forward.invoke();
-        return forward.outBytes(meta.outputName);
+    }
+
+    @Override
+    public boolean hasHeadInput() {
+        return headInput;
+    }
+
+    @Override
+    public TensorQuant headInputQuant() {
+        if (!headInput) return ForwardRunner.super.headInputQuant();
+        TfLiteC.QuantizationParams q = c.TfLiteTensorQuantizationParams(forward.out(HEAD_IN));
+        return new TensorQuant(q.scale, q.zero_point);
+    }
+
+    @Override
+    public byte[][] forwardWithHead(byte[] x, int batch, byte[][] kernels) {
+        if (!headInput) return ForwardRunner.super.forwardWithHead(x, batch, kernels);
+        runForward(x, batch, kernels);
+        return new byte[][] {forward.outBytes(meta.outputName), forward.outBytes(HEAD_IN)};
     }
 
     @Override
@@ -149,13 +177,24 @@ public final class CApiRunner implements ForwardRunner {
     @Override
     public byte[] suffix(byte[][] features, int batch, byte[][] kernels) {
         if (suffix == null) return ForwardRunner.super.suffix(features, batch, kernels);
+        runSuffix(features, batch, kernels);
+        return suffix.outBytes(meta.outputName);
+    }
+
+    @Override
+    public byte[][] suffixWithHead(byte[][] features, int batch, byte[][] kernels) {
+        if (suffix == null || !headInput) return ForwardRunner.super.suffixWithHead(features, batch, kernels);
+        runSuffix(features, batch, kernels);
+        return new byte[][] {suffix.outBytes(meta.outputName), suffix.outBytes(HEAD_IN)};
+    }
+
+    private void runSuffix(byte[][] features, int batch, byte[][] kernels) {
         if (features.length != cuts.length)
             throw new IllegalArgumentException(features.length + " feature tensors given, 'suffix' reads " + cuts.length);
         suffix.batch(batch);
         for (int k = 0; k < cuts.length; k++) suffix.in(cuts[k], features[k]);
         suffix.kernels(kernels);
         suffix.invoke();
-        return suffix.outBytes(meta.outputName);
     }
 
     @Override

@@ -7,6 +7,7 @@ import java.util.HashMap;
 import java.util.Map;
 
 import org.tflitefg.core.Dataset;
+import org.tflitefg.core.ExactHead;
 import org.tflitefg.core.Metadata;
 import org.tflitefg.core.Selector;
 import org.tflitefg.core.SignSpsa;
@@ -16,9 +17,13 @@ import org.tflitefg.core.Training;
  * Command-line trainer on the TFLite C API:
  * java ... org.tflitefg.desktop.TrainCli --lib=libtensorflowlite_c.so --data=build/java-data [--steps=500]
  *     [--cache=true] [--select=none|static|random|magnitude|velocity --budget=0.274 --select_every=250]
+ *     [--exact_head=true --head_lr=0.3] [--grad_average=0.9]
  * Loads <data>/model.tflite, trains its int8 kernels with Sign-m-SPSA and prints accuracy before/after.
  * --cache runs the frozen prefix once for the data set (bit-identical, faster); --select trains only
- * the neurons a strategy picks under the budget (velocity watches data.json's probe batch).
+ * the neurons a strategy picks under the budget (velocity watches data.json's probe batch);
+ * --exact_head trains the dense head by its exact gradient (one more pass a step, the model's
+ * `head_in` output) at the float SGD rate --head_lr, FF on the rest ("FF + exact head", not FF);
+ * --grad_average averages the gradient estimates (tools/train.py's flags of the same names).
  */
 public final class TrainCli {
     private TrainCli() {}
@@ -27,15 +32,17 @@ public final class TrainCli {
         Map<String, String> a = new HashMap<>(Map.of("steps", "500", "batch", "64", "m", "3", "eps", "8", "lr", "0.5",
                 "body_lr_scale", "0.4", "precision", "w16", "seed", "0", "threads", "1", "log_every", "100"));
         a.putAll(Map.of("cache", "true", "select", "none", "budget", "0.274", "select_every", "250", "select_init", "random",
-                        "select_mu", "0.5"));
+                        "select_mu", "0.5", "exact_head", "false", "head_lr", "0.3", "grad_average", "0"));
         java.util.Set<String> known = new java.util.TreeSet<>(a.keySet());
         known.addAll(java.util.List.of("lib", "data"));
+        java.util.Set<String> given = new java.util.HashSet<>();
         for (String arg : args) {
             int eq = arg.indexOf('=');
             if (!arg.startsWith("--") || eq < 0) throw new IllegalArgumentException("arguments are --name=value, got " + arg);
             String name = arg.substring(2, eq);
             if (!known.contains(name)) throw new IllegalArgumentException("unknown flag --" + name + "; known: " + known);
             a.put(name, arg.substring(eq + 1));
+            given.add(name);
         }
         if (!a.containsKey("lib") || !a.containsKey("data"))
             throw new IllegalArgumentException("needs --lib=<libtensorflowlite_c.so> (python tools/fetch_assets.py --only=tflite_c) "
@@ -46,14 +53,20 @@ public final class TrainCli {
         Metadata meta = Metadata.read(modelPath, modelBytes);
         Dataset data = Dataset.read(dir);
         int n = meta.trainable.size();
+        boolean exactHead = Boolean.parseBoolean(a.get("exact_head"));
+        if (!exactHead && given.contains("head_lr"))
+            throw new IllegalArgumentException("--head_lr only applies with --exact_head=true (plain FF trains the head with --lr)");
         double lr = Double.parseDouble(a.get("lr"));
         double[] lrs = new double[n];
-        for (int t = 0; t < n; t++) lrs[t] = t == n - 1 ? lr : lr * Double.parseDouble(a.get("body_lr_scale"));
+        for (int t = 0; t < n; t++) lrs[t] = lr * Double.parseDouble(a.get("body_lr_scale"));
+        lrs[n - 1] = exactHead ? Double.parseDouble(a.get("head_lr")) : lr;  // tools/train.py's _config
         long seed = Long.parseLong(a.get("seed"));
-        SignSpsa trainer = new SignSpsa(seed, Integer.parseInt(a.get("m")), Double.parseDouble(a.get("eps")), lrs,
-                a.get("precision").equals("w8") ? 8 : 16, meta.initialKernels(modelBytes));
         TfLiteC c = TfLiteC.load(a.get("lib"));
         try (CApiRunner runner = new CApiRunner(c, modelPath.toString(), meta, Integer.parseInt(a.get("threads")))) {
+            SignSpsa.Options options = new SignSpsa.Options().gradAverage(Double.parseDouble(a.get("grad_average")));
+            if (exactHead) options.exactHead(ExactHead.Quant.of(meta, runner));
+            SignSpsa trainer = new SignSpsa(seed, Integer.parseInt(a.get("m")), Double.parseDouble(a.get("eps")), lrs,
+                    a.get("precision").equals("w8") ? 8 : 16, meta.initialKernels(modelBytes), options);
             Training training = new Training(runner, meta, trainer, seed, data.xTrain, data.yTrain,
                                              Boolean.parseBoolean(a.get("cache")));
             Selector selector = null;
@@ -67,9 +80,10 @@ public final class TrainCli {
             }
             int steps = Integer.parseInt(a.get("steps")), batch = Integer.parseInt(a.get("batch"));
             int logEvery = Integer.parseInt(a.get("log_every"));
-            System.out.printf("TFLite %s; %d training / %d test examples; %d trainable tensors; %s%n", c.TfLiteVersion(),
+            System.out.printf("TFLite %s; %d training / %d test examples; %d trainable tensors; %s; %s%n", c.TfLiteVersion(),
                               data.yTrain.length, data.yTest.length, n,
-                              training.cached() ? "frozen prefix cached" : "whole forward every pass");
+                              training.cached() ? "frozen prefix cached" : "whole forward every pass",
+                              exactHead ? "FF + exact head" : "FF");
             double before = training.accuracy(data.xTest, data.yTest, 256);
             System.out.printf("step 0: test accuracy %.4f%n", before);
             long t0 = System.nanoTime();

@@ -14,6 +14,7 @@ import java.util.Map;
 
 import org.junit.BeforeClass;
 import org.junit.Test;
+import org.tflitefg.core.ExactHead;
 import org.tflitefg.core.Export;
 import org.tflitefg.core.Json;
 import org.tflitefg.core.Dataset;
@@ -174,6 +175,45 @@ public class CApiRunnerTest {
             assertEquals("velocity", selector.history().get(want.size() - 1).by);
             assertEquals(run.get("weights_sha256"), trainer.engineSha256());
             assertEquals(((Number) run.get("test_acc")).doubleValue(), training.accuracy(data.xTest, data.yTest, 256), 0.0);
+        }
+    }
+
+    /** tools/train.py --exact_head's recipe: FF on the body, the head by its exact gradient from the
+     *  `head_in` output of one more pass a step; the same weights as the Python runtime. */
+    @Test
+    @SuppressWarnings("unchecked")
+    public void exactHeadRunReproducesPython() throws Exception {
+        Map<String, Object> run = (Map<String, Object>) expected().get("exact_head_run");
+        int n = meta.trainable.size(), steps = ((Number) run.get("steps")).intValue();
+        double[] lr = new double[n];
+        for (int t = 0; t < n; t++) lr[t] = ((Number) run.get(t == n - 1 ? "head_lr" : "lr_body")).doubleValue();
+        try (CApiRunner r = runner()) {
+            assertTrue(r.hasHeadInput());
+            // forward and suffix give the same logits and head input, and forward's logits are its plain call's
+            int b = 4, d = meta.inputSize();
+            byte[] x = java.util.Arrays.copyOf(data.xTest, b * d);
+            byte[][] whole = r.forwardWithHead(x, b, meta.initialKernels(bytes));
+            byte[][] split = r.suffixWithHead(r.prefix(x, b), b, meta.initialKernels(bytes));
+            assertArrayEquals(r.forward(x, b, meta.initialKernels(bytes)), whole[0]);
+            assertArrayEquals(whole[0], split[0]);
+            assertArrayEquals(whole[1], split[1]);
+            assertEquals(b * meta.trainable.get(n - 1).shape[1], whole[1].length);
+
+            ExactHead.Quant quant = ExactHead.Quant.of(meta, r);
+            List<Object> want = (List<Object>) run.get("head_quant");
+            assertEquals(((Number) want.get(0)).doubleValue(), quant.outputScale(), 0.0);
+            assertEquals(((Number) want.get(1)).doubleValue(), quant.inputScale(), 0.0);
+            assertEquals(((Number) want.get(2)).intValue(), quant.inputZeroPoint());
+            assertEquals(((Number) want.get(3)).doubleValue(), quant.kernelScale(), 0.0);
+            SignSpsa trainer = new SignSpsa(0, 3, 8, lr, 16, meta.initialKernels(bytes), new SignSpsa.Options().exactHead(quant));
+            Training training = new Training(r, meta, trainer, 0, data.xTrain, data.yTrain, true);
+            double before = training.accuracy(data.xTest, data.yTest, 256);
+            for (int s = 0; s < steps; s++) training.step(64);
+            double after = training.accuracy(data.xTest, data.yTest, 256);
+            assertEquals((long) steps * (2 * 3 + 1), trainer.forwardPasses());
+            assertTrue("test accuracy " + before + " -> " + after, after > before + 0.03);
+            assertEquals(run.get("weights_sha256"), trainer.engineSha256());
+            assertEquals(((Number) run.get("test_acc")).doubleValue(), after, 0.0);
         }
     }
 
