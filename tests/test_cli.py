@@ -77,6 +77,8 @@ TRAIN_MISTAKES = [
     (["--checkpoint_every=5"], ["--checkpoint_every only apply with --out"]),
     (["--trainable=head"], ["--trainable"]),
     (["--resume"], ["--resume only apply with --out"]),
+    (["--select=random", "--grad_average=0.9"], ["--grad_average", "re-selection", "--select=static"]),
+    (["--precision=fp32", "--head_lr=0.1"], ["--head_lr only applies with the exact head"]),
 ]
 
 

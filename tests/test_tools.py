@@ -18,8 +18,8 @@ def _tool(name, *args):
 
 
 @pytest.mark.parametrize("precision, lr, extra, resume_flags", [
-    ("w8", "1", [], []), ("w8", "1", ["--grad_average=0.9"], ["--prefix_cache=none"]),
-    ("w16", "0.5", ["--exact_head", "--grad_average=0.9"], ["--prefix_cache=none"])])
+    ("w8", "1", ["--noexact_head"], []), ("w8", "1", ["--noexact_head", "--grad_average=0.9"], ["--prefix_cache=none"]),
+    ("w16", "0.5", ["--grad_average=0.9"], ["--prefix_cache=none"])])
 def test_train_resumed_run_equals_the_uninterrupted_one(head_model_path, cache_dir, tmp_path, precision, lr, extra,
                                                         resume_flags):
     """The weights sha256 of a run stopped at step 20 and resumed to 30 equals the 30-step run's (the
@@ -33,8 +33,9 @@ def test_train_resumed_run_equals_the_uninterrupted_one(head_model_path, cache_d
     for key in ("task", "model", "method", "trainable_params", "zero_shot_acc", "final_acc", "steps",
                 "forward_passes", "wall_s", "peak_rss_mb", "seed", "weights_sha256", "engine", "prefix_cache"):
         assert key in whole, key
-    passes = 30 if "--exact_head" in extra else 180  # the head alone trains exactly: 1 pass per step, no probes
-    assert whole["steps"] == 30 and whole["forward_passes"] == passes and whole["trainable_params"] == 640
+    exact = "--noexact_head" not in extra  # the default: the head alone trains exactly, 1 pass per step, no probes
+    assert whole["steps"] == 30 and whole["forward_passes"] == (30 if exact else 180)
+    assert whole["trainable_params"] == 640 and whole["method"].startswith("ffh-" if exact else "ff-")
     assert (tmp_path / "whole" / "trained.tflite").exists() and (tmp_path / "whole" / "checkpoint.npz").exists()
     rc, log = _tool("train.py", *common, "--steps=20", f"--out={tmp_path / 'parts'}")
     assert rc == 0, log
@@ -64,7 +65,8 @@ def test_resume_refusals_name_the_problem_and_keep_the_checkpoint(head_model_pat
                          (["--steps=12", "--resume", "--engine=builtin"], "engine: checkpoint has 'xnnpack', this run "
                                                                          "has 'builtin'"),
                          (["--steps=12", "--resume", "--overwrite"], "give one of them"),
-                         (["--steps=12", "--head_lr=0.1"], "--head_lr only applies with --exact_head")]:
+                         (["--steps=12", "--noexact_head", "--head_lr=0.1"], "--head_lr only applies with the "
+                                                                               "exact head")]:
         rc, log = _tool("train.py", *common, *args)
         assert rc == 1 and needle in log and "Traceback" not in log, log
         assert ckpt.read_bytes() == kept
@@ -209,11 +211,11 @@ def test_landscape_quick_writes_grids_figures_and_report(cache_dir, tmp_path):
     assert rc != 0 and "unknown modes" in log
 
 
-# The README's headline run, shortened: the default `tools/train.py` (ResNet-8's last block + head, w16, seed 0)
-# for 200 steps, on the builtin kernels. A change that alters the demo's numbers changes this hash. If the change
+# The README's headline run, shortened: the default `tools/train.py` (ResNet-8's last block by FF + the exact head,
+# w16, seed 0) for 200 steps, on the builtin kernels. A change that alters the demo's numbers changes this hash. If the change
 # is meant, record the new hash (`python tools/train.py --steps=200 --eval_every=0 --engine=builtin` prints it, run
 # with the environment below) and re-measure the README's demo figures with `make demo`.
-DEMO_200_STEPS_SHA256 = "b51b99bc773a2ef413cf5daff0ee6d76667de68a12c9d8b45336018b69b3bf82"
+DEMO_200_STEPS_SHA256 = "3742ce27f8303fc53ebcc089729ce2b7838cf805b4360acbfe3a688b4ac29945"
 # numpy's float32 exp/log/sum take SIMD paths chosen per CPU (X86_V2/V3/V4) whose last bits differ, and the
 # sign of a near-tie L+ - L- can follow them: pinned to the x86-64 baseline, the hash holds on every x86 CPU.
 # The builtin kernels compute in integers; XNNPACK's frozen-prefix kernels (the demo's engine) are left out
@@ -229,4 +231,5 @@ def test_default_training_reproduces_its_recorded_weights(cache_dir, tmp_path):
     assert out.returncode == 0, out.stderr[-3000:]
     result = json.loads((tmp_path / "result.json").read_text())
     assert result["steps"] == 200 and result["precision"] == "w16" and result["engine"] == "builtin"
+    assert result["method"] == "ffh-w16-sign_spsa-m3" and result["forward_passes"] == 200 * 7
     assert result["weights_sha256"] == DEMO_200_STEPS_SHA256

@@ -107,7 +107,11 @@ def _run(job: tuple[str, str, int]) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     runs.write_json(stamp, args)
     (out / "result.json").unlink(missing_ok=True)
-    proc = subprocess.run([sys.executable, str(ROOT / "tools" / "train.py"), f"--out={out}", "--overwrite", *args],
+    # Plain-FF variants turn off the exact head, train.py's default since issue 17; the stamp keeps the
+    # variant's own flags, so runs made before that default stay valid.
+    plain = [] if "--exact_head" in args else ["--noexact_head"]
+    proc = subprocess.run([sys.executable, str(ROOT / "tools" / "train.py"), f"--out={out}", "--overwrite", *args,
+                           *plain],
                           capture_output=True, text=True, cwd=ROOT)
     (out / "train.log").write_text(proc.stdout + proc.stderr)
     if proc.returncode != 0:

@@ -1,6 +1,8 @@
-"""On-device training: Sign-m-SPSA on the int8 trainable tensors of a converted model.
+"""On-device training: Sign-m-SPSA on the int8 trainable tensors of a converted model; by default the
+dense head takes its exact cross-entropy gradient from one more forward pass (tflite_fg/exact_head.py).
 
   python tools/train.py                  # default task: ResNet-8 -> Fashion-MNIST, 20 shots/class
+  python tools/train.py --noexact_head   # plain FF (Sign-m-SPSA) on the head too
   python tools/train.py --out=runs/a     # + result.json, config.json, checkpoint.npz, trained.tflite
   python tools/train.py --out=runs/a --resume
   python tools/train.py --precision=w16 --arithmetic=paper      # the paper's 16w8a QZO-FF recipe
@@ -65,10 +67,11 @@ flags.DEFINE_float("grad_average", 0.0, "Exponential average of the gradient est
                    "(0: off).", lower_bound=0.0, upper_bound=0.999)
 flags.DEFINE_float("sam_rho", 0.0, "Sharpness-aware ascent step in units of eps (0: off; +2 forward passes/step).")
 flags.DEFINE_bool("kernel_norm", False, "Kernel-wise normalization of perturbations: z_i / ||z_i|| * ||w_i||.")
-flags.DEFINE_bool("exact_head", False, "Train the last (dense) layer with its exact cross-entropy gradient from "
+flags.DEFINE_bool("exact_head", None, "Train the last (dense) layer with its exact cross-entropy gradient from "
                   "one extra forward pass (integer arithmetic, no backward graph) and the rest by Sign-m-SPSA: "
-                  "reported as 'ffh', not plain FF.")
-flags.DEFINE_float("head_lr", 0.3, "--exact_head: the head's learning rate, as a plain SGD rate on its float weights.")
+                  "reported as 'ffh', not plain FF. Default: on wherever it applies (w8/w16, anchored arithmetic, "
+                  "a model whose last trainable layer is dense, converter version >= 4); --noexact_head: plain FF.")
+flags.DEFINE_float("head_lr", 0.3, "The exact head's learning rate, as a plain SGD rate on its float weights.")
 flags.DEFINE_enum("mask", "none", masks.KINDS, "Sparse update mask over the trainable weights.")
 flags.DEFINE_float("sparsity", 0.9, "topk/random masks: fraction of each tensor frozen.")
 flags.DEFINE_float("mask_threshold_lsb", 8.0, "threshold mask: train weights with |w| >= this (int8 LSBs).")
@@ -136,12 +139,30 @@ def _model_path() -> pathlib.Path:
     return _models.default_model(FLAGS.task, FLAGS.shots, FLAGS.data_seed, FLAGS.trainable, FLAGS.cache_dir)
 
 
-def _config(n_tensors: int) -> TrainConfig:
-    lr = (FLAGS.lr * FLAGS.body_lr_scale,) * (n_tensors - 1) + ((FLAGS.head_lr if FLAGS.exact_head else FLAGS.lr),)
+def _exact_head(model: FgModel | None) -> bool:
+    """--exact_head as given, else on wherever it applies (the default recipe, docs/benchmarks.md);
+    model None: before the model is loaded, as far as the flags alone tell."""
+    if FLAGS.exact_head is not None:
+        return FLAGS.exact_head
+    return FLAGS.precision != "fp32" and FLAGS.arithmetic != "paper" and (model is None or model.has_head_input)
+
+
+def _refuse_head_lr(model: FgModel | None) -> None:
+    if not _exact_head(model):
+        _cli.refuse_ignored(["head_lr"], "only applies with the exact head (plain FF trains the head with --lr)" +
+                            ("" if model is None else "; this model has no 'head_in' output (its last trainable "
+                             "layer is not dense, or it was converted before version 4)"))
+
+
+def _config(model: FgModel) -> TrainConfig:
+    _refuse_head_lr(model)
+    exact_head = _exact_head(model)
+    n_tensors = len(model.meta.trainable)
+    lr = (FLAGS.lr * FLAGS.body_lr_scale,) * (n_tensors - 1) + ((FLAGS.head_lr if exact_head else FLAGS.lr),)
     eps = int(FLAGS.eps_lsb) if float(FLAGS.eps_lsb).is_integer() else FLAGS.eps_lsb
-    names = [f.name for f in dataclasses.fields(TrainConfig) if f.name not in ("eps_lsb", "lr")]  # flag = field
-    try:
-        return TrainConfig(eps_lsb=eps, lr=lr, **{n: getattr(FLAGS, n) for n in names})
+    names = [f.name for f in dataclasses.fields(TrainConfig) if f.name not in ("eps_lsb", "lr", "exact_head")]
+    try:  # every other field is the flag of the same name
+        return TrainConfig(eps_lsb=eps, lr=lr, exact_head=exact_head, **{n: getattr(FLAGS, n) for n in names})
     except ValueError as e:
         raise app.UsageError(str(e)) from e
 
@@ -216,10 +237,13 @@ def _check_flags() -> None:
                             "trainable layers were fixed by `python tools/convert.py --trainable=...`")
     if not FLAGS.out:
         _cli.refuse_ignored(["resume", "overwrite", "checkpoint_every"], "only apply with --out=DIR, the run directory")
-    if not FLAGS.exact_head:
-        _cli.refuse_ignored(["head_lr"], "only applies with --exact_head (plain FF trains the head with --lr)")
+    _refuse_head_lr(None)
     if FLAGS.select == "none":
         _cli.refuse_ignored(["budget", "select_every", "select_init", "probe_per_class"], "only apply with --select")
+    if FLAGS.select in selection.DYNAMIC and FLAGS.grad_average:
+        raise app.UsageError(f"--grad_average keeps averaging over every weight, so after a --select={FLAGS.select} "
+                             "re-selection the weights it froze would keep moving: use --select=static or magnitude, "
+                             "or no --grad_average")
     if FLAGS.resume and FLAGS.overwrite:
         raise app.UsageError("--resume continues the run in --out, --overwrite replaces it: give one of them")
     ckpt = pathlib.Path(FLAGS.out or ".") / "checkpoint.npz"
@@ -246,7 +270,7 @@ def main(argv):
     _check_flags()
     model_path = _model_path()
     model = FgModel(model_path, engine=FLAGS.engine, num_threads=FLAGS.num_threads)
-    cfg = _config(len(model.meta.trainable))
+    cfg = _config(model)
     data = _load_data(model)
     y_tr, y_te = data.y_train, data.y_test
     if cfg.batch_size > len(y_tr):
@@ -291,7 +315,8 @@ def main(argv):
                                               "engine": engine, "prefix_cache": obj.prefix_cache})
     print(f"task {data.name}: {len(y_tr)} training / {len(y_te)} test examples; {model.trainable_params} trainable "
           f"weights in {len(model.meta.trainable)} tensors; precision {space.name}; engine {engine}; "
-          f"frozen-prefix cache {obj.prefix_cache}")
+          f"frozen-prefix cache {obj.prefix_cache}; head: " +
+          ("exact gradient (--noexact_head: FF)" if cfg.exact_head else "Sign-m-SPSA"))
     if cfg.mask != "none":
         print(f"sparse update: mask {cfg.mask}, {masks.frozen_fraction(build.build_masks(cfg, int8_start)):.1%} frozen")
     if selector:
