@@ -258,3 +258,21 @@ def test_support_shapes_must_match_params():
     s = samplers.gaussian_q8(support=[np.ones((2, 2), bool)])
     with pytest.raises(ValueError, match="support shapes"):
         s.sample(s.init([np.zeros((3, 2), np.int8)]), 0, 0, 0)
+
+
+def test_block_coordinate_perturbs_one_tensor_per_probe_cycling_over_the_support():
+    params = [np.zeros((4, 3)), np.zeros((5,)), np.zeros((2, 2))]
+    support = [np.ones((4, 3), bool), np.ones((5,), bool), np.zeros((2, 2), bool)]  # the last one frozen (a head)
+    base = samplers.gaussian_q8(support)
+    block = samplers.block_coordinate(base, support)
+    state = block.init(params)
+    for step in range(3):
+        for index in range(3):
+            z, _ = block.sample(state, 7, step, index)
+            dense, _ = base.sample(base.init(params), 7, step, index)
+            chosen = (step + index) % 2  # tensors 0 and 1 may train
+            for t in range(3):
+                expected = dense[t] if t == chosen else np.zeros_like(dense[t])
+                np.testing.assert_array_equal(z[t], expected)
+    z, _ = samplers.block_coordinate(samplers.gaussian_q8()).sample(state, 7, 2, 0)  # no support: all 3 cycle
+    assert [bool(np.any(a)) for a in z] == [False, False, True]

@@ -1,7 +1,7 @@
 """Config -> composed objects: the only place that branches on the config.
 
 The composition order is fixed and documented here once:
-sampler = masked(kernel_normalized(momentum_guided(base(support))))   (each only if enabled)
+sampler = block_coordinate(masked(kernel_normalized(momentum_guided(base(support)))))   (each only if enabled)
           with `support` the selected neurons' elements (selection.py): base draws only those, and a
           final masked(support) keeps momentum's history of a previous selection out
 estimator = exact_head(sharpness_aware(sign_m_spsa | spsa))   (SAM, exact head only if enabled;
@@ -51,6 +51,8 @@ def build_sampler(cfg: TrainConfig, initial_int8: Sequence[np.ndarray] | None = 
         sampler = samplers.masked(sampler, build_masks(cfg, initial_int8))
     if support is not None and cfg.momentum_alpha > 0:
         sampler = samplers.masked(sampler, support)
+    if cfg.block_coordinate:
+        sampler = samplers.block_coordinate(sampler, support)
     return sampler
 
 

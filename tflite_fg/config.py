@@ -59,6 +59,7 @@ class TrainConfig:
     grad_average: float = 0.0        # > 0: exponential average of the gradient estimates (updates.average_gradients)
     sam_rho: float = 0.0              # > 0: sharpness-aware ascent of rho * eps before each step
     kernel_norm: bool = False
+    block_coordinate: bool = False    # each probe perturbs one tensor (samplers.block_coordinate)
     exact_head: bool = False          # the head's gradient in closed form (exact_head.py), FF on the rest
     mask: str = "none"
     sparsity: float = 0.9             # frozen fraction for topk / random masks
@@ -113,6 +114,8 @@ class TrainConfig:
             raise ValueError(f"sam_rho * eps_lsb must be a whole number of master LSBs, got {self.sam_rho!r}")
         if not isinstance(self.kernel_norm, bool):
             raise ValueError(f"kernel_norm must be True or False, got {self.kernel_norm!r}")
+        if not isinstance(self.block_coordinate, bool):
+            raise ValueError(f"block_coordinate must be True or False, got {self.block_coordinate!r}")
         if not isinstance(self.exact_head, bool):
             raise ValueError(f"exact_head must be True or False, got {self.exact_head!r}")
         if self.exact_head and (self.precision == "fp32" or self.arithmetic == "paper"):

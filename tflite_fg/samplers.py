@@ -225,3 +225,20 @@ def masked(base: Sampler, masks: Sequence[np.ndarray]) -> Sampler:
         return [np.where(m, a, 0).astype(a.dtype) for a, m in zip(z, masks)], state
 
     return Sampler(base.init, sample, base.observe)
+
+
+def block_coordinate(base: Sampler, support: Sequence[np.ndarray] | None = None) -> Sampler:
+    """Block-coordinate perturbation (issue 17's variance lever): probe `index` at `step` perturbs
+    one tensor only, the ((step + index) mod n)-th of the n tensors that may train (those with
+    support), so one tensor's loss change is not drowned by another's and m = n probes cover
+    every tensor once per step. Each tensor then takes 1 of the m probes' signs: its update is
+    about 1/m of the dense one, so the learning rate scales with m (docs/ablation.md)."""
+    active = None if support is None else [t for t, s in enumerate(support) if np.any(s)]
+
+    def sample(state: Any, seed: int, step: int, index: int, params: Params | None = None):
+        z, state = base.sample(state, seed, step, index, params)
+        tensors = active if active is not None else list(range(len(z)))
+        chosen = tensors[(step + index) % len(tensors)] if tensors else -1
+        return [a if t == chosen else np.zeros_like(a) for t, a in enumerate(z)], state
+
+    return Sampler(base.init, sample, base.observe)

@@ -66,6 +66,8 @@ flags.DEFINE_integer("momentum_decay_steps", 1000, "Momentum-guided sampling: st
 flags.DEFINE_float("grad_average", 0.0, "Exponential average of the gradient estimates over about 1/(1-x) steps "
                    "(0: off).", lower_bound=0.0, upper_bound=0.999)
 flags.DEFINE_float("sam_rho", 0.0, "Sharpness-aware ascent step in units of eps (0: off; +2 forward passes/step).")
+flags.DEFINE_bool("block_coordinate", False, "Each probe perturbs one trainable tensor, cycling (scale --lr by "
+                  "about --m: each tensor takes one probe's sign per step).")
 flags.DEFINE_bool("kernel_norm", False, "Kernel-wise normalization of perturbations: z_i / ||z_i|| * ||w_i||.")
 flags.DEFINE_bool("exact_head", None, "Train the last (dense) layer with its exact cross-entropy gradient from "
                   "one extra forward pass (integer arithmetic, no backward graph) and the rest by Sign-m-SPSA: "
