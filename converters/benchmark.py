@@ -59,6 +59,10 @@ class Mode:
     mask: str = "none"
     sparsity: float = 0.9
 
+    @property
+    def head_only(self) -> bool:
+        return self.trainable == "last:1"
+
 
 @dataclass(frozen=True)
 class Hyper:

@@ -76,6 +76,13 @@ def test_suite_specs_and_errors():
         assert head.head_lr == 0.3 and head.lr == suite.EXACT_HEAD_BODY_LR["ffh-w16"] and head.grad_average == 0
         assert spec.hyper("ff-w8", 1.0).grad_average == 0.9  # the w8 recipe averages its estimates
         assert suite.grid_value("ffh-w16", dataclasses.asdict(head)) == 0.3
+        head_only, body = [m.name for m in spec.modes if m.head_only], [m.name for m in spec.modes if not m.head_only]
+        assert head_only and body and spec.hyper("ffh-w8", 0.3, mode=head_only[0]) == spec.hyper("ffh-w8", 0.3)
+        ft = spec.hyper("ffh-w8", 4.0, mode=body[0])  # on a body mode the grid is the FF body's rate
+        assert (ft.lr, ft.head_lr, ft.grad_average) == (4.0, suite.EXACT_HEAD_LR, 0.9)
+        assert spec.grid("ffh-w8", body[0]) == spec.grids["ff-w8"] and spec.grid("ffh-w8", head_only[0]) == \
+            spec.grids["ffh-w8"]
+        assert suite.grid_value("ffh-w8", dataclasses.asdict(ft), head_only=False) == 4.0
     with pytest.raises(ValueError, match="unknown task"):
         suite.get_task("cifar")
     with pytest.raises(ValueError, match="unknown mode"):

@@ -89,16 +89,17 @@ def _choose(spec: suite.TaskSpec, results: dict[suite.Unit, dict], scale: float)
     for v in spec.variants:
         for m in _selected(spec):
             rows = [r for u, r in results.items() if (u.task, u.variant, u.mode) == (spec.name, v, m)]
+            head_only = spec.mode(m).head_only
             for method in FLAGS.methods:
-                grid = spec.grids[method]
+                grid = spec.grid(method, m)
                 scores = {}  # (lr, step) -> mean validation accuracy at that step
                 for lr in grid:
                     curves = [run["curve"] for r in rows for run in r["runs"]
-                              if run["method"] == method and suite.grid_value(method, run["hyper"]) == lr]
+                              if run["method"] == method and suite.grid_value(method, run["hyper"], head_only) == lr]
                     for k, point in enumerate(curves[0]):
                         scores[(lr, point["step"])] = float(np.mean([c[k]["acc"] for c in curves]))
                 lr, steps = max(scores, key=lambda ls: (scores[ls], -ls[1], -grid.index(ls[0])))
-                hyper = dataclasses.replace(spec.hyper(method, lr, scale), steps=steps)
+                hyper = dataclasses.replace(spec.hyper(method, lr, scale, m), steps=steps)
                 chosen[(v, m, method)] = {
                     "lr": lr, "steps": steps, "grid_edge": len(grid) > 1 and lr in (grid[0], grid[-1]),
                     "val_acc": {g: max(a for (x, _), a in scores.items() if x == g) for g in grid},
@@ -127,7 +128,7 @@ def main(argv):
     t0 = time.time()
 
     def grid(spec):
-        return lambda v, m: {k: [dataclasses.asdict(spec.hyper(k, lr, scale)) for lr in spec.grids[k]]
+        return lambda v, m: {k: [dataclasses.asdict(spec.hyper(k, lr, scale, m)) for lr in spec.grid(k, m)]
                              for k in FLAGS.methods}
 
     val_units = [u for s in specs for u in _units(s, "val", n_val[s.name], grid(s))]
