@@ -1,7 +1,8 @@
 """One benchmark cell: an adaptation problem (Episode) in one training mode, run by every method
 the paper compares (method.md §1): zero-shot, BP fp32 and BP QAT (tf_keras / tfmot backprop),
 FF fp32 (Sign-m-SPSA on the float Keras model) and FF int8 on the converted TFLite graph
-(w16 = the paper's 16w8a, w8 = int8 only).
+(w16 = the paper's 16w8a, w8 = int8 only), and beside them "FF + exact head" (FF on the body, the dense
+head by its exact gradient from one forward pass: tflite_fg/exact_head.py), its own rows, never FF.
 
 Why all in one place: every method must see the same head, the same trainable layers, the same
 training examples and the same mini-batches (rng.minibatch_indices(seed, step, ...)), so that

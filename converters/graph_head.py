@@ -14,15 +14,41 @@ from ai_edge_litert import schema_py_generated as schema
 from converters.graph_probe import _opcode
 from converters.graph_split import _IDENTIFIER, _tensor_map
 from tflite_fg.model import HEAD_IN
+
+LOGITS = "logits"  # the signatures' logits output (tflite_export.LOGITS_NAME, without importing TensorFlow)
 _FC = schema.BuiltinOperator.FULLY_CONNECTED
+_NO_ACTIVATION = schema.ActivationFunctionType.NONE
 
 
-def _fc_input(model: "schema.ModelT", graph: "schema.SubGraphT", kernel: int, where: str) -> int:
+def _fc_input(model: "schema.ModelT", graph: "schema.SubGraphT", kernel: int, logits: int | None,
+              where: str) -> int | None:
+    """The input of the FULLY_CONNECTED op whose weights are `kernel`, or None when that op does not
+    produce the signature's logits without an activation (the closed-form gradient would not hold)."""
     readers = [op for op in graph.operators if len(op.inputs) > 1 and int(op.inputs[1]) == kernel]
     if len(readers) != 1 or _opcode(model, readers[0]) != _FC:
         raise ValueError(f"{where}: the head kernel is not the weights of exactly one FULLY_CONNECTED op; "
                          "the exact head needs a dense last layer")
-    return int(readers[0].inputs[0])
+    fc = readers[0]
+    activation = getattr(fc.builtinOptions, "fusedActivationFunction", _NO_ACTIVATION)
+    if logits is None or int(fc.outputs[0]) != logits or activation != _NO_ACTIVATION:
+        return None
+    return int(fc.inputs[0])
+
+
+def produces_logits(model_bytes: bytes, head_kernel: str) -> bool:
+    """True when, in every signature that takes `head_kernel`, that kernel's dense op writes the logits
+    output itself (no activation, no later layer): only then is add_head_input's output meaningful."""
+    model = schema.ModelT.InitFromPackedBuf(bytearray(model_bytes), 0)
+    found = False
+    for sig in model.signatureDefs or []:
+        names = {m.name.decode(): int(m.tensorIndex) for m in sig.inputs}
+        if head_kernel in names:
+            outputs = {m.name.decode(): int(m.tensorIndex) for m in sig.outputs}
+            graph = model.subgraphs[sig.subgraphIndex]
+            if _fc_input(model, graph, names[head_kernel], outputs.get(LOGITS), sig.signatureKey.decode()) is None:
+                return False
+            found = True
+    return found
 
 
 def add_head_input(model_bytes: bytes, head_kernel: str) -> bytes:
@@ -35,7 +61,11 @@ def add_head_input(model_bytes: bytes, head_kernel: str) -> bytes:
         if head_kernel not in names:
             continue
         graph = model.subgraphs[sig.subgraphIndex]
-        tensor = _fc_input(model, graph, names[head_kernel], sig.signatureKey.decode())
+        logits = next((int(m.tensorIndex) for m in sig.outputs if m.name.decode() == LOGITS), None)
+        tensor = _fc_input(model, graph, names[head_kernel], logits, sig.signatureKey.decode())
+        if tensor is None:
+            raise ValueError(f"{sig.signatureKey.decode()}: the head kernel's dense op does not write the "
+                             f"{LOGITS!r} output without an activation; the exact head needs the model's last layer")
         if any(m.name.decode() == HEAD_IN for m in sig.outputs):
             raise ValueError(f"signature {sig.signatureKey.decode()!r} already has a {HEAD_IN!r} output")
         graph.outputs = np.append(np.asarray(graph.outputs, np.int32), np.int32(tensor))

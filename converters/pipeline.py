@@ -105,8 +105,9 @@ def to_tflite(qat_model, trainable: Sequence[str], cfg: ConvertConfig) -> tuple[
     that locates its trainable kernels."""
     model_bytes, n_features = graph_split.add_prefix_suffix(tflite_export.convert_to_tflite(qat_model, trainable))
     model_bytes = graph_probe.add_probe(model_bytes, [tflite_export.kernel_input_name(n) for n in trainable])
-    if qat.kernel_values(qat_model, trainable[-1])[0] == "Dense":  # the exact head's input (graph_head)
-        model_bytes = graph_head.add_head_input(model_bytes, tflite_export.kernel_input_name(trainable[-1]))
+    head = tflite_export.kernel_input_name(trainable[-1])
+    if qat.kernel_values(qat_model, trainable[-1])[0] == "Dense" and graph_head.produces_logits(model_bytes, head):
+        model_bytes = graph_head.add_head_input(model_bytes, head)  # the exact head's input (graph_head)
 
     runner = load_interpreter(model_bytes, "builtin", 1, "converted model").get_signature_runner(FORWARD)
     inputs, outputs = runner.get_input_details(), runner.get_output_details()

@@ -207,3 +207,15 @@ def test_mismatch_names_only_the_differing_settings(tmp_path):
     msg = str(err.value)
     assert "config.knob_7: checkpoint has 7, this run has 8" in msg and "engine: checkpoint has 'xnnpack'" in msg
     assert "knob_6" not in msg and len(msg) < 400
+
+
+def test_a_setting_added_after_the_checkpoint_stands_for_its_default(tmp_path):
+    path = tmp_path / "c.npz"
+    state = trainer.TrainState([np.zeros(3, np.int8)], (), (), 1, 6)
+    checkpoint.save_checkpoint(path, state, {"config": {"lr": 0.5}})  # written before `exact_head` existed
+    absent = {"config.exact_head": False}
+    assert checkpoint.load_checkpoint(path, {"config": {"lr": 0.5, "exact_head": False}}, absent)[0].step == 1
+    with pytest.raises(CheckpointError, match="config.exact_head: checkpoint has False, this run has True"):
+        checkpoint.load_checkpoint(path, {"config": {"lr": 0.5, "exact_head": True}}, absent)
+    with pytest.raises(CheckpointError, match="config.exact_head: checkpoint has '<missing>'"):
+        checkpoint.load_checkpoint(path, {"config": {"lr": 0.5, "exact_head": False}})

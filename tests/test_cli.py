@@ -78,6 +78,7 @@ TRAIN_MISTAKES = [
     (["--trainable=head"], ["--trainable"]),
     (["--resume"], ["--resume only apply with --out"]),
     (["--select=random", "--grad_average=0.9"], ["--grad_average", "re-selection", "--select=static"]),
+    (["--lr=2", "--m=4"], ["--lr, --m have no effect", "exact gradient", "--noexact_head"]),
     (["--precision=fp32", "--head_lr=0.1"], ["--head_lr only applies with the exact head"]),
 ]
 

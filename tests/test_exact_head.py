@@ -68,7 +68,21 @@ def test_integer_gradient_matches_the_float_formula(which, block_model, head_mod
     assert np.abs(g - expected).max() < 1e-3 * np.abs(expected).max()
 
 
-def _train(model, task, steps, exact=True, seed=0, precision="w16"):
+class _Recording(objective.BatchLoss):
+    """A BatchLoss that keeps every head kernel it was evaluated with: (step, probe or head pass, kernel)."""
+
+    seen: list = []
+
+    def __call__(self, params):
+        self.seen.append((self.step, "probe", np.array(params[-1])))
+        return super().__call__(params)
+
+    def head(self, params):
+        self.seen.append((self.step, "head", np.array(params[-1])))
+        return super().head(params)
+
+
+def _train(model, task, steps, exact=True, seed=0, precision="w16", record=False):
     n = len(model.meta.trainable)
     cfg = TrainConfig(seed=seed, steps=steps, batch_size=32, m=2, lr=(0.4,) * (n - 1) + (0.3 if exact else 1.0,),
                       precision=precision, exact_head=exact)
@@ -78,6 +92,13 @@ def _train(model, task, steps, exact=True, seed=0, precision="w16"):
     tx = build.build_transform(cfg)
     xq = model.quantize_input(task.x_support)
     make = objective.minibatch_loss(model, xq, task.y_support, seed, cfg.batch_size)
+    if record:
+        def make_recording(step, inner=make):
+            loss = inner(step)
+            recording = _Recording(loss.model, loss.inputs, loss.labels, loss.cached)
+            recording.step = step
+            return recording
+        make = make_recording
     state = trainer.init_state(start, est, tx, space)
     for state, log in trainer.fit(state, make, est, tx, seed, steps, space):
         pass
@@ -96,10 +117,17 @@ def test_exact_head_alone_learns_and_repeats_bit_for_bit(head_model, fewshot_tas
 
 
 def test_exact_head_with_ff_body_leaves_the_head_out_of_the_probes(block_model, fewshot_task):
-    params, log = _train(block_model, fewshot_task, 3)
+    _Recording.seen.clear()
+    params, log = _train(block_model, fewshot_task, 3, record=True)
     assert log["forward_passes"] == 3 * (2 * 2 + 1)
     start = block_model.initial_params()
     assert all(np.any(p != s) for p, s in zip(params, start))  # body (FF) and head (exact) both move
+    calls = _Recording.seen
+    assert [(step, kind) for step, kind, _ in calls] == [(s, k) for s in range(3) for k in ["probe"] * 4 + ["head"]]
+    for step in range(3):  # every probe of a step sees the head the step's head pass sees: never perturbed
+        heads = [kernel for s, _, kernel in calls if s == step]
+        assert all(np.array_equal(h, heads[-1]) for h in heads)
+    assert not np.array_equal(calls[0][2], calls[-1][2])  # while the head itself trains between steps
 
 
 def test_config_refuses_exact_head_without_an_integer_anchored_head():

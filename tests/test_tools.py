@@ -17,25 +17,28 @@ def _tool(name, *args):
     return out.returncode, out.stdout + out.stderr
 
 
-@pytest.mark.parametrize("precision, lr, extra, resume_flags", [
-    ("w8", "1", ["--noexact_head"], []), ("w8", "1", ["--noexact_head", "--grad_average=0.9"], ["--prefix_cache=none"]),
-    ("w16", "0.5", ["--grad_average=0.9"], ["--prefix_cache=none"])])
-def test_train_resumed_run_equals_the_uninterrupted_one(head_model_path, cache_dir, tmp_path, precision, lr, extra,
-                                                        resume_flags):
+@pytest.mark.parametrize("model, extra, resume_flags, passes, method", [
+    ("head", ["--precision=w8", "--lr=1", "--noexact_head"], [], 180, "ff-w8-sign_spsa-m3"),
+    ("head", ["--precision=w8", "--lr=1", "--noexact_head", "--grad_average=0.9"], ["--prefix_cache=none"], 180,
+     "ff-w8-sign_spsa-m3"),
+    ("head", ["--precision=w16", "--grad_average=0.9"], ["--prefix_cache=none"], 30, "ffh-w16"),  # 1 pass, no probes
+    ("block", ["--precision=w16", "--grad_average=0.9"], [], 210, "ffh-w16-sign_spsa-m3")])
+def test_train_resumed_run_equals_the_uninterrupted_one(head_model_path, block_model_path, cache_dir, tmp_path,
+                                                        model, extra, resume_flags, passes, method):
     """The weights sha256 of a run stopped at step 20 and resumed to 30 equals the 30-step run's (the
-    gradient average is in the checkpoint), and its result.json covers the whole run (the prefix cache
-    may change on resume: its modes are bit-identical)."""
-    common = [f"--model={head_model_path}", f"--cache_dir={cache_dir}", "--n_test=200", "--eval_every=10",
-              "--checkpoint_every=10", f"--precision={precision}", f"--lr={lr}", *extra]
+    gradient average and the FF body's estimator state are in the checkpoint), and its result.json
+    covers the whole run (the prefix cache may change on resume: its modes are bit-identical)."""
+    path = head_model_path if model == "head" else block_model_path
+    common = [f"--model={path}", f"--cache_dir={cache_dir}", "--n_test=200", "--eval_every=10",
+              "--checkpoint_every=10", *extra]
     rc, log = _tool("train.py", *common, "--steps=30", f"--out={tmp_path / 'whole'}")
     assert rc == 0, log
     whole = json.loads((tmp_path / "whole" / "result.json").read_text())
     for key in ("task", "model", "method", "trainable_params", "zero_shot_acc", "final_acc", "steps",
                 "forward_passes", "wall_s", "peak_rss_mb", "seed", "weights_sha256", "engine", "prefix_cache"):
         assert key in whole, key
-    exact = "--noexact_head" not in extra  # the default: the head alone trains exactly, 1 pass per step, no probes
-    assert whole["steps"] == 30 and whole["forward_passes"] == (30 if exact else 180)
-    assert whole["trainable_params"] == 640 and whole["method"].startswith("ffh-" if exact else "ff-")
+    assert whole["steps"] == 30 and whole["forward_passes"] == passes and whole["method"] == method
+    assert whole["trainable_params"] == (640 if model == "head" else 57984)
     assert (tmp_path / "whole" / "trained.tflite").exists() and (tmp_path / "whole" / "checkpoint.npz").exists()
     rc, log = _tool("train.py", *common, "--steps=20", f"--out={tmp_path / 'parts'}")
     assert rc == 0, log
@@ -55,7 +58,7 @@ def test_train_resumed_run_equals_the_uninterrupted_one(head_model_path, cache_d
 
 def test_resume_refusals_name_the_problem_and_keep_the_checkpoint(head_model_path, cache_dir, tmp_path):
     common = [f"--model={head_model_path}", f"--cache_dir={cache_dir}", "--n_test=100", f"--out={tmp_path}",
-              "--eval_every=0"]
+              "--eval_every=0", "--noexact_head"]
     assert _tool("train.py", *common, "--steps=8")[0] == 0
     ckpt = tmp_path / "checkpoint.npz"
     kept = ckpt.read_bytes()
@@ -65,8 +68,7 @@ def test_resume_refusals_name_the_problem_and_keep_the_checkpoint(head_model_pat
                          (["--steps=12", "--resume", "--engine=builtin"], "engine: checkpoint has 'xnnpack', this run "
                                                                          "has 'builtin'"),
                          (["--steps=12", "--resume", "--overwrite"], "give one of them"),
-                         (["--steps=12", "--noexact_head", "--head_lr=0.1"], "--head_lr only applies with the "
-                                                                               "exact head")]:
+                         (["--steps=12", "--head_lr=0.1"], "--head_lr only applies with the exact head")]:
         rc, log = _tool("train.py", *common, *args)
         assert rc == 1 and needle in log and "Traceback" not in log, log
         assert ckpt.read_bytes() == kept

@@ -92,13 +92,16 @@ def _digest(header: dict, arrays: dict[str, np.ndarray]) -> str:
     return h.hexdigest()
 
 
-def _differences(stored: dict, expected: dict, prefix: str = "") -> list[tuple[str, Any, Any]]:
-    """(dotted key, stored, expected) for every expected leaf the stored meta does not match."""
-    out = []
+def _differences(stored: dict, expected: dict, prefix: str = "",
+                 absent_means: dict | None = None) -> list[tuple[str, Any, Any]]:
+    """(dotted key, stored, expected) for every expected leaf the stored meta does not match; a key
+    the stored meta lacks stands for absent_means[dotted key] when given (a setting added later)."""
+    out, absent_means = [], absent_means or {}
     for key, want in expected.items():
-        have = stored.get(key, "<missing>") if isinstance(stored, dict) else "<missing>"
+        missing = absent_means.get(f"{prefix}{key}", "<missing>")
+        have = stored.get(key, missing) if isinstance(stored, dict) else missing
         if isinstance(want, dict) and isinstance(have, dict):
-            out += _differences(have, want, f"{prefix}{key}.")
+            out += _differences(have, want, f"{prefix}{key}.", absent_means)
         elif have != want:
             out.append((f"{prefix}{key}", have, want))
     return out
@@ -145,9 +148,11 @@ def _read(path: str) -> tuple[dict, dict[str, np.ndarray]]:
     return header, arrays
 
 
-def load_checkpoint(path: str | os.PathLike, expected_meta: dict | None = None) -> tuple[TrainState, dict]:
+def load_checkpoint(path: str | os.PathLike, expected_meta: dict | None = None,
+                    absent_means: dict | None = None) -> tuple[TrainState, dict]:
     """Read, verify and rebuild a TrainState; every key of `expected_meta` must equal the
-    stored meta (compared after a JSON round trip, so tuples match lists).
+    stored meta (compared after a JSON round trip, so tuples match lists). absent_means: what a
+    dotted key missing from an older checkpoint's meta stands for (a config field's default).
 
     Raises CheckpointError (a ValueError) on any corrupt or mismatched file and
     FileNotFoundError if there is none.
@@ -164,7 +169,8 @@ def load_checkpoint(path: str | os.PathLike, expected_meta: dict | None = None) 
                               f"the file was modified or corrupted. {_FIX}")
     meta = header["meta"]
     if expected_meta is not None:
-        wrong = _differences(meta, json.loads(json.dumps(expected_meta)))
+        wrong = _differences(meta, json.loads(json.dumps(expected_meta)), "",
+                             json.loads(json.dumps(absent_means or {})))
         if wrong:
             details = "; ".join(f"{k}: checkpoint has {s!r}, this run has {e!r}" for k, s, e in wrong)
             raise CheckpointError(f"{path} belongs to a different run or model ({details}). Resume with the "

@@ -68,7 +68,7 @@ def head_gradient(batch: HeadBatch, quant: HeadQuant, table: np.ndarray) -> np.n
     e = softmax_error(batch.logits, batch.labels, table)
     n = len(e)
     x = np.asarray(batch.head_in, np.int64).reshape(n, -1) - quant.input_zero_point
-    g_int = e.T @ x  # exact: |e| <= 2^15, |x| <= 255, so B * C_in * 2^23 stays far below 2^63
+    g_int = e.T @ x  # exact: |e| <= 2^15, |x| <= 255, so each sum over B stays below B * 2^23, far from 2^63
     scale = np.float32(quant.input_scale / (quant.kernel_scale * n * (1 << ERROR_BITS)))
     return g_int.astype(np.float32) * scale
 

@@ -55,10 +55,12 @@ def train_step(
     state: TrainState, loss_fn: LossFn, estimator: Estimator, transform: GradientTransformation, seed: int,
     space: WeightSpace = INT8,
 ) -> tuple[TrainState, dict]:
-    """Estimate g (2m forward passes) on the master copy, transform it to updates, apply them.
+    """Estimate g (2m forward passes; +1 with the exact head, whose head-only form needs only that
+    one) on the master copy, transform it to updates, apply them.
 
     loss_fn sees space.to_engine(master): the int8 kernels the engine runs. log["loss"] is the
-    mean of the perturbed losses (free; no extra forward pass).
+    mean of the losses the estimator evaluated (the perturbed ones, and the exact head's unperturbed
+    one; no extra forward pass for the log).
     """
     step = state.step
     engine_loss = OnEngine(loss_fn, space, seed, step)

@@ -216,9 +216,16 @@ def _write_doc(doc: pathlib.Path) -> None:
 def main(argv):
     del argv
     study = STUDIES[FLAGS.study]
-    unknown = set(FLAGS.variants) - set(VARIANTS)
+    bad_tasks = set(FLAGS.tasks) - set(study)
+    if bad_tasks:
+        raise app.UsageError(f"unknown tasks {sorted(bad_tasks)}; choices: {', '.join(study)}")
+    in_study = {v for t in FLAGS.tasks for v in study[t]}
+    unknown = set(FLAGS.variants) - in_study
     if unknown:
-        raise app.UsageError(f"unknown variants {sorted(unknown)}; choices: {', '.join(VARIANTS)}")
+        other = sorted({name for name, s in STUDIES.items() if unknown <= {v for vs in s.values() for v in vs}})
+        raise app.UsageError(f"variants {sorted(unknown)} are not in --study={FLAGS.study} for tasks {FLAGS.tasks}; "
+                             f"choices: {', '.join(sorted(in_study))}" +
+                             (f" (they are in --study={other[0]})" if other else ""))
     jobs = [(t, v, s) for t in FLAGS.tasks for v in study[t] if not FLAGS.variants or v in FLAGS.variants
             for s in range(FLAGS.seeds)]
     print(f"ablation ({FLAGS.study}): {len(jobs)} runs of {FLAGS.steps} steps, {FLAGS.jobs} at a time")

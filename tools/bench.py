@@ -1,12 +1,13 @@
 """The paper's experiments on real offline data (converters/suite.py): BP fp32 / BP QAT / FF fp32 /
-FF int8 (w16, w8) against zero-shot, on four tasks, tuned on validation episodes.
+FF int8 (w16, w8) / FF + exact head (w16, w8) against zero-shot, on four tasks, tuned on validation episodes.
 
   python tools/bench.py --suite=paper                          # everything; docs/benchmarks.md
   python tools/bench.py --suite=paper --quick                  # a few episodes of each, short runs
   python tools/bench.py --only=fmnist-fewshot --tasks=20       # one benchmark, 20 test tasks per row
 
 Phase 1 runs every grid point of every method on the validation episodes and keeps, per row
-(variant x mode) and method, the learning rate with the best mean validation accuracy. Phase 2
+(variant x mode) and method, the learning rate and the step count (one of the curve's evaluation
+points) with the best mean validation accuracy. Phase 2
 runs the chosen recipes on the test episodes. Each (episode, mode) is one unit, run in its own
 worker process (--jobs) and stored as bench/runs/<suite>/<task>/<variant>/<mode>/<split><i>.json;
 a unit whose inputs have not changed is reused, so an interrupted suite continues where it stopped.

@@ -278,7 +278,8 @@ def scaling() -> dict:
 
 # ----------------------------------------------------------------------------------------------- tta
 def tta() -> dict:
-    """Time to accuracy: FF int8 (the demo's recipe) vs Keras backprop of the same layers."""
+    """Time to accuracy: FF int8 (plain Sign-m-SPSA w16, the demo's recipe before issue 17) vs Keras
+    backprop of the same layers."""
     steps = 1000 if FLAGS.quick else 5000
     backbone, trainable = MODELS["resnet8-block"]
     task = _task(backbone, n_test=N_TEST)

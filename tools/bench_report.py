@@ -19,6 +19,7 @@ import _cli
 from converters.benchmark import TRAINED_METHODS
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
+DEFAULT_RESULTS, DEFAULT_DOC = ROOT / "bench" / "results" / "paper", ROOT / "docs" / "benchmarks.md"
 LABELS = {"bp-fp32": "BP fp32", "bp-qat": "BP QAT", "ff-fp32": "FF fp32", "ff-w16": "FF int8 w16",
           "ff-w8": "FF int8 w8", "ffh-w16": "FF + exact head w16", "ffh-w8": "FF + exact head w8"}
 FF_INT8 = ("ff-w16", "ff-w8", "ffh-w16", "ffh-w8")  # compared with BP fp32 in the gap columns and counts
@@ -221,10 +222,13 @@ def write_report(summaries: dict, out: pathlib.Path, doc: pathlib.Path) -> None:
     counts = within_counts(summaries)
     compute = sum(s["compute_s"] for s in summaries.values())
     full = sum(s.get("full_compute_s", s["compute_s"]) for s in summaries.values())
+    report_only = "python tools/bench_report.py" + "".join(
+        f" --{flag}={os.path.relpath(path, ROOT)}" for flag, path, default in
+        (("results", out, DEFAULT_RESULTS), ("doc", doc, DEFAULT_DOC)) if pathlib.Path(path).resolve() != default)
     lines = ["# Benchmarks: the paper's experiments on real offline data", "",
              "Regenerate (each command writes its benchmark's `" + os.path.relpath(out, ROOT) + "/<name>.json` and "
-             "plot, then this file from every summary there; finished units are reused; report only: "
-             "`python tools/bench_report.py`):", ""] + [f"    {s.get('command', '?')}" for s in summaries.values()] + [
+             f"plot, then this file from every summary there; finished units are reused; report only: "
+             f"`{report_only}`):", ""] + [f"    {s.get('command', '?')}" for s in summaries.values()] + [
              "",
              f"Compute: {compute / 60:.0f} worker-minutes on this machine (2 cores, one single-threaded worker "
              f"per core, so about half that in wall time); with every benchmark's full number of test episodes "
@@ -273,6 +277,6 @@ def main(argv):
 
 
 if __name__ == "__main__":  # flags here: tools/bench.py imports this module and has its own
-    flags.DEFINE_string("results", str(ROOT / "bench" / "results" / "paper"), "Summaries written by tools/bench.py.")
-    flags.DEFINE_string("doc", str(ROOT / "docs" / "benchmarks.md"), "The report.")
+    flags.DEFINE_string("results", str(DEFAULT_RESULTS), "Summaries written by tools/bench.py.")
+    flags.DEFINE_string("doc", str(DEFAULT_DOC), "The report.")
     _cli.run(main)

@@ -37,6 +37,7 @@ flags.DEFINE_integer("train_steps", 1500, "Steps of the Python reference run the
 flags.DEFINE_integer("select_steps", 400, "Steps of the Python reference run under velocity selection.")
 flags.DEFINE_integer("exact_head_steps", 200, "Steps of the Python reference run with the exact head.")
 flags.DEFINE_float("head_lr", 0.3, "Its head learning rate (tools/train.py --head_lr).")
+flags.register_validator("head_lr", lambda v: v > 0, "--head_lr must be > 0")
 flags.DEFINE_integer("select_every", 100, "Its re-selection period.")
 flags.DEFINE_float("budget", 0.274, "Its budget (fraction of the kernel parameters).")
 flags.DEFINE_integer("probe_per_class", 2, "Training examples per class in the exported probe batch (velocity).")
@@ -52,7 +53,7 @@ def _train(model: FgModel, parts: dict, steps: int, selector: selection.Selector
     on all kernels or under `selector` (velocity watching the probe examples), or with the exact head
     at `head_lr`; the final int8 kernels."""
     n = len(model.meta.trainable)
-    cfg = TrainConfig(seed=0, steps=steps, batch_size=64, m=3, eps_lsb=8, lr=(0.2,) * (n - 1) + (head_lr or 0.5,),
+    cfg = TrainConfig(seed=0, steps=steps, batch_size=64, m=3, eps_lsb=8, lr=(0.2,) * (n - 1) + (0.5 if head_lr is None else head_lr,),
                       precision="w16", exact_head=head_lr is not None)
     start, space = model.initial_params(), build.build_space(cfg)
     est = build.build_estimator(cfg, start, space, head_quant=model.head_quant() if cfg.exact_head else None)

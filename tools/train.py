@@ -42,13 +42,15 @@ flags.DEFINE_string("data", None, "Own data: .npz with x_train, y_train, x_test,
 _models.define_task_flags()
 flags.adopt_module_key_flags(_models)  # so --help lists them
 flags.DEFINE_integer("seed", 0, "Seed of perturbations and mini-batches.", lower_bound=0)
-flags.DEFINE_integer("steps", 5000, "Training steps (each 2m forward passes).", lower_bound=1)
+flags.DEFINE_integer("steps", 5000, "Training steps (each 2m forward passes, +1 with the exact head; "
+                     "1 for a head-only model with the exact head).", lower_bound=1)
 flags.DEFINE_integer("batch_size", 64, "Mini-batch size.", lower_bound=1)
 flags.DEFINE_integer("m", 3, "Perturbations per step (Sign-m-SPSA).", lower_bound=1)
 flags.DEFINE_float("eps_lsb", 8, "Perturbation scale in int8 weight LSBs (w8: whole LSBs; w16: multiples "
                    "of 1/256).")
-flags.DEFINE_float("lr", 0.5, "Learning rate of the last trainable tensor (the head), in int8 LSBs per unit of z "
-                   "(w8 with round-to-nearest needs about 1.0: smaller updates round to zero).")
+flags.DEFINE_float("lr", 0.5, "Sign-m-SPSA learning rate in int8 LSBs per unit of z: of the head under --noexact_head "
+                   "(the other tensors get lr * body_lr_scale; with the exact head, which has --head_lr, only those). "
+                   "w8 with round-to-nearest needs about 1.0: smaller updates round to zero.")
 flags.DEFINE_float("body_lr_scale", 0.4, "The other trainable tensors use lr * body_lr_scale: with round-to-"
                    "nearest, fewer +-1 LSB steps on a conv block keep its random walk down (docs/design.md).")
 flags.DEFINE_enum("distribution", "gaussian", DISTRIBUTIONS, "Perturbation distribution.")
@@ -66,8 +68,8 @@ flags.DEFINE_integer("momentum_decay_steps", 1000, "Momentum-guided sampling: st
 flags.DEFINE_float("grad_average", 0.0, "Exponential average of the gradient estimates over about 1/(1-x) steps "
                    "(0: off).", lower_bound=0.0, upper_bound=0.999)
 flags.DEFINE_float("sam_rho", 0.0, "Sharpness-aware ascent step in units of eps (0: off; +2 forward passes/step).")
-flags.DEFINE_bool("block_coordinate", False, "Each probe perturbs one trainable tensor, cycling (scale --lr by "
-                  "about --m: each tensor takes one probe's sign per step).")
+flags.DEFINE_bool("block_coordinate", False, "Each probe perturbs one trainable tensor, cycling (scale the FF "
+                  "rates by about --m: each tensor takes one probe's sign per step).")
 flags.DEFINE_bool("kernel_norm", False, "Kernel-wise normalization of perturbations: z_i / ||z_i|| * ||w_i||.")
 flags.DEFINE_bool("exact_head", None, "Train the last (dense) layer with its exact cross-entropy gradient from "
                   "one extra forward pass (integer arithmetic, no backward graph) and the rest by Sign-m-SPSA: "
@@ -142,7 +144,7 @@ def _model_path() -> pathlib.Path:
 
 
 def _exact_head(model: FgModel | None) -> bool:
-    """--exact_head as given, else on wherever it applies (the default recipe, docs/benchmarks.md);
+    """--exact_head as given, else on wherever it applies (the default recipe: docs/ablation.md, levers);
     model None: before the model is loaded, as far as the flags alone tell."""
     if FLAGS.exact_head is not None:
         return FLAGS.exact_head
@@ -156,10 +158,18 @@ def _refuse_head_lr(model: FgModel | None) -> None:
                              "layer is not dense, or it was converted before version 4)"))
 
 
+# What only the zeroth-order estimate reads: with the exact head, a head-only model runs no probes.
+PROBE_FLAGS = ("lr", "body_lr_scale", "m", "eps_lsb", "distribution", "estimator", "sam_rho", "momentum_alpha",
+               "momentum_beta_min", "momentum_decay_steps", "kernel_norm", "block_coordinate")
+
+
 def _config(model: FgModel) -> TrainConfig:
     _refuse_head_lr(model)
     exact_head = _exact_head(model)
     n_tensors = len(model.meta.trainable)
+    if exact_head and n_tensors == 1:
+        _cli.refuse_ignored(PROBE_FLAGS, "have no effect: only the head trains, by its exact gradient at --head_lr, "
+                            "with no probes (--noexact_head: Sign-m-SPSA on the head)")
     lr = (FLAGS.lr * FLAGS.body_lr_scale,) * (n_tensors - 1) + ((FLAGS.head_lr if exact_head else FLAGS.lr),)
     eps = int(FLAGS.eps_lsb) if float(FLAGS.eps_lsb).is_integer() else FLAGS.eps_lsb
     names = [f.name for f in dataclasses.fields(TrainConfig) if f.name not in ("eps_lsb", "lr", "exact_head")]
@@ -300,7 +310,9 @@ def main(argv):
     zero_shot = model.accuracy(xq_te, y_te, int8_start)
     curve, wall_before = [], 0.0
     if FLAGS.resume:
-        state, stored = checkpoint.load_checkpoint(ckpt, run_meta)
+        later_fields = {f"config.{f.name}": f.default for f in dataclasses.fields(TrainConfig)
+                        if f.default is not dataclasses.MISSING}  # settings added after a checkpoint was written
+        state, stored = checkpoint.load_checkpoint(ckpt, run_meta, later_fields)
         if state.step > cfg.steps:
             raise app.UsageError(f"--steps={cfg.steps}: {ckpt} is already at step {state.step}; give --steps > "
                                  f"{state.step} to train further")
@@ -360,7 +372,8 @@ def main(argv):
     wall = time.time() - t0
     final = evaluate(obj.x_test, y_te, state.params)
     deployed = export.to_int8(space.to_engine(state.params))
-    method = f"ff{'h' if cfg.exact_head else ''}-{space.name}-{cfg.estimator}-m{cfg.m}"
+    probes = "" if cfg.exact_head and len(model.meta.trainable) == 1 else f"-{cfg.estimator}-m{cfg.m}"
+    method = f"ff{'h' if cfg.exact_head else ''}-{space.name}{probes}"
     result = {"task": data.name, "model": str(model_path), "method": method,
               "precision": cfg.precision, "engine": engine, "prefix_cache": obj.prefix_cache,
               "trainable_params": model.trainable_params, "zero_shot_acc": zero_shot, "final_acc": final,
