@@ -64,6 +64,9 @@ def test_unit_key_covers_every_field():
         assert dataclasses.replace(unit, **change).key() != unit.key()
     assert len({unit, suite.Unit(**dataclasses.asdict(unit))}) == 1
     assert unit.path("/r").endswith("fmnist-fewshot/5w5s/LP/val0.json")
+    # a Hyper field at its default does not count: units run before it was added are reused
+    assert dataclasses.replace(unit, plan={"ff-w16": [{"lr": 0.5, "estimator": "sign_spsa"}]}).key() == unit.key()
+    assert dataclasses.replace(unit, plan={"ff-w16": [{"lr": 0.5, "estimator": "spsa"}]}).key() != unit.key()
 
 
 def test_suite_specs_and_errors():
