@@ -81,6 +81,7 @@ class Hyper:
     schedule: str = "constant"  # FF: learning-rate schedule over the run (TrainConfig.schedule)
     grad_average: float = 0.0  # FF: exponential average of the gradient estimates (TrainConfig.grad_average)
     head_lr: float = 0.0  # exact-head methods: the head's float-space SGD rate (the body keeps lr * body_lr_scale)
+    block_coordinate: bool = False  # FF: each probe perturbs one tensor (TrainConfig.block_coordinate)
 
 
 @dataclass
@@ -141,7 +142,8 @@ def ff_config(hp: Hyper, mode: Mode, precision: str, seed: int, n_train: int, n_
     eps = int(hp.eps_lsb) if float(hp.eps_lsb).is_integer() else hp.eps_lsb
     return TrainConfig(seed=seed, steps=hp.steps, batch_size=min(hp.batch_size, n_train), m=hp.m, eps_lsb=eps,
                        lr=lr, precision=precision, mask=mode.mask, sparsity=mode.sparsity, exact_head=exact_head,
-                       grad_average=hp.grad_average, schedule=hp.schedule, estimator=hp.estimator)
+                       grad_average=hp.grad_average, schedule=hp.schedule, estimator=hp.estimator,
+                       block_coordinate=hp.block_coordinate)
 
 
 def timed_ff_loop(states: Iterator[tuple[trainer.TrainState, dict]], steps: int,

@@ -74,12 +74,15 @@ VARIANTS = {
                    "(+1 pass/step; not plain FF)"),
     "exact-head+avg0.9": ("--precision=w16 --lr=0.5 --exact_head --head_lr=0.3 --grad_average=0.9",
                           "exact head + FF body with gradient averaging"),
+    "exact-head-lr3x": ("--precision=w16 --lr=1.5 --exact_head --head_lr=0.3", "exact head, dense FF body at "
+                        "lr x3 (the control for block-lr3x)"),
     "exact-head+block": ("--precision=w16 --lr=0.5 --exact_head --head_lr=0.3 --block_coordinate",
                          "exact head + each probe perturbs one body tensor (same lr)"),
     "exact-head+block-lr3x": ("--precision=w16 --lr=1.5 --exact_head --head_lr=0.3 --block_coordinate",
                               "exact head + block-coordinate probes, body lr x3 (one probe's sign per tensor)"),
 }
-LEVERS = ["avg0.9", "w8-avg0.9", "exact-head", "exact-head+avg0.9", "exact-head+block", "exact-head+block-lr3x"]
+LEVERS = ["avg0.9", "w8-avg0.9", "exact-head", "exact-head+avg0.9", "exact-head-lr3x", "exact-head+block",
+          "exact-head+block-lr3x"]
 # study -> task -> variants. "paper": the paper's modes and enhancements (the second task gets the
 # precision modes and the strongest enhancements only); "levers": issue 17's levers against the same
 # w16 and w8 baselines, run again with the current conversion (logits headroom 2).
