@@ -31,7 +31,7 @@ def test_exact_head_cases_never_perturb_the_head_and_move_it():
     """Sign-m-SPSA's probes leave the head at the step's weights (the sampler's support excludes it);
     the head moves by its exact gradient only, and only where its mask or selection lets it."""
     cases = [c for c in java_golden.golden()["cases"] if c["options"].get("exact_head")]
-    assert len(cases) == 4 and any(c["options"].get("head_only") for c in cases)
+    assert len(cases) == 5 and any(c["options"].get("head_only") for c in cases)
     for case in cases:
         steps = case["steps"]
         per_step = len(case["calls"]) // steps
@@ -42,3 +42,20 @@ def test_exact_head_cases_never_perturb_the_head_and_move_it():
         assert start != end
         if case["support"] is not None:
             assert all(a == b for a, b, on in zip(start, end, case["support"][-1]) if not on)
+
+
+def test_block_coordinate_probes_perturb_one_tensor_cycling():
+    """Probe i of step s moves only tensor active[(s + i) % n] (SAM's ascent and its anchor aside)."""
+    cases = [c for c in java_golden.golden()["cases"] if c["options"].get("block_coordinate")]
+    assert len(cases) == 5
+    for case in cases:
+        if case["options"].get("sam_rho"):
+            continue
+        n = len(case["initial"]) - bool(case["options"].get("exact_head"))
+        per_step = 2 * case["m"]
+        for s in range(case["steps"]):
+            start = case["after_step"][s - 1]["engine"] if s else case["initial"]
+            for i in range(case["m"]):
+                for call in case["calls"][s * per_step + 2 * i:s * per_step + 2 * i + 2]:
+                    moved = {t for t, (k, w) in enumerate(zip(call["kernels"], start)) if k != w}
+                    assert moved <= {(s + i) % n}

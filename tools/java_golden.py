@@ -6,8 +6,8 @@ Each case runs the runtime's own recipe (tflite_fg.build + trainer.fit: Gaussian
 anchored arithmetic, w8 or w16; plain, or with sparse-update masks, stochastic update rounding,
 Rademacher/Binomial z, momentum-guided sampling, kernel-wise normalization, the paper's integer
 arithmetic, schedules, sharpness-aware steps, stochastic engine rounding, the SPSA estimator, a
-neuron-selection support, the exponential average of the gradient estimates (grad_average) and
-the exact head) on small int8 tensors, with a loss that is a fixed function of the engine's int8
+neuron-selection support, the exponential average of the gradient estimates (grad_average), the
+exact head and block-coordinate probes) on small int8 tensors, with a loss that is a fixed function of the engine's int8
 kernels, and records every loss value in call order, the engine kernels of each call, and the
 master and engine weights after each step. Exact-head cases also record each step's head pass
 (`head_calls`): its engine kernels and the synthetic int8 logits and head input, integer functions
@@ -68,8 +68,18 @@ CASES = [  # (precision, seed, m, eps_lsb, lr per tensor, steps, TrainConfig opt
                                          "momentum_decay_steps": 2, "engine_rounding": "stochastic",
                                          "kernel_norm": True}),
     ("w16", 26, 2, 1.5, (0.3,), 6, {"exact_head": True, "head_only": True, "grad_average": 0.8}),
+    # block-coordinate probes: each probe perturbs one tensor (the FF rates scaled by about m)
+    ("w16", 27, 3, 1.5, (0.9, 2.1), 6, {"block_coordinate": True}),
+    ("w8", 28, 2, 2, (1.6, 5.0), 6, {"block_coordinate": True, "mask": "topk", "sparsity": 0.5, "grad_average": 0.9}),
+    ("w16", 29, 2, 1.5, (0.6, 0.3), 6, {"block_coordinate": True, "exact_head": True}),
+    ("w8", 30, 2, 2, (1.6, 5.0), 5, {"block_coordinate": True, "support_budget": 0.5}),
+    # three tensors, so that SAM's ascent index 2**64 - 2 cycles differently from -2 (mod 3), with
+    # momentum's second draw inside the block wrapper
+    ("w16", 31, 3, 1.5, (0.9, 0.9, 2.1), 6, {"block_coordinate": True, "tensors": 3, "sam_rho": 2.0,
+                                              "momentum_alpha": 0.5, "momentum_decay_steps": 2}),
 ]
-HARNESS_OPTIONS = ("support_budget", "head_only")  # options of this script, not TrainConfig fields
+HARNESS_OPTIONS = ("support_budget", "head_only", "tensors")  # options of this script, not TrainConfig fields
+SHAPES3 = [(4, 3), (3, 4), (2, 5)]  # "tensors": 3
 # The exact-head cases' synthetic head pass: a batch of 4 rows of 5 head inputs (the head kernel is
 # [2 classes, 5]), its labels, and the quantization its gradient uses.
 HEAD_QUANT = exact_head.HeadQuant(output_scale=0.1, input_scale=0.01, input_zero_point=-3, kernel_scale=0.01)
@@ -77,9 +87,9 @@ HEAD_X = np.random.default_rng(3).integers(-60, 61, (4, 5)).astype(np.int64)
 HEAD_LABELS = np.array([0, 1, 1, 0])
 
 
-def _initial(head_only: bool = False) -> list[np.ndarray]:
+def _initial(head_only: bool = False, shapes: list[tuple[int, ...]] = SHAPES) -> list[np.ndarray]:
     r = np.random.default_rng(0)
-    params = [r.integers(-120, 121, s).astype(np.int8) for s in SHAPES]
+    params = [r.integers(-120, 121, s).astype(np.int8) for s in shapes]
     params[0][0, :] = [127, -127, 126]  # saturation at the edges of the int8 range
     if head_only:  # the head alone, with the same edge values
         params = [params[1].copy()]
@@ -123,7 +133,7 @@ def run_case(precision: str, seed: int, m: int, eps: float, lr: tuple[float, ...
     loss = _SyntheticLoss()
     cfg_options = {k: v for k, v in options.items() if k not in HARNESS_OPTIONS}
     cfg = TrainConfig(seed=seed, steps=steps, batch_size=1, m=m, eps_lsb=eps, lr=lr, precision=precision, **cfg_options)
-    start = _initial(options.get("head_only", False))
+    start = _initial(options.get("head_only", False), SHAPES3 if options.get("tensors") == 3 else SHAPES)
     shapes = [p.shape for p in start]
     space = build.build_space(cfg)
     support = None

@@ -22,10 +22,12 @@ package org.tflitefg.core;
  * probes, one unperturbed pass gives its gradient (ExactHead), which replaces its (zero) estimate.
  * With grad_average, g is first replaced by the running average m = decay m + (1 - decay) g
  * (updates.average_gradients, float32, the same order of operations).
+ * With block-coordinate probes, probe i keeps only the z of one tensor, the ((step + i) mod n)-th of
+ * the n tensors the sampler may draw (samplers.block_coordinate), and zeroes the others.
  */
 public final class SignSpsa {
     /** What tflite_fg.config.TrainConfig can add to the plain recipe (build.py's composition order:
-     *  masked(kernel_normalized(momentum_guided(distribution)))). */
+     *  block_coordinate(masked(kernel_normalized(momentum_guided(distribution))))). */
     public static final class Options {
         String distribution = "gaussian";   // or "rademacher", "binomial" (n = 4)
         boolean[][] mask;                   // sparse update: z = 0 outside (Masks)
@@ -42,6 +44,7 @@ public final class SignSpsa {
         boolean[][] support;                // neuron selection: only these elements' z are drawn (selection.py)
         ExactHead.Quant exactHead;          // non-null: the last tensor trains by its exact gradient
         double gradAverage;                 // > 0: exponential average of the gradient estimates
+        boolean blockCoordinate;            // each probe perturbs one tensor, cycling
 
         /** A learning-rate schedule (tflite_fg/schedules.py): "cosine" (to finalFraction over totalSteps)
          *  or "step" (factor every `every` steps). */
@@ -76,6 +79,14 @@ public final class SignSpsa {
             if (!(decay >= 0 && decay <= 0.999))
                 throw new IllegalArgumentException("grad_average must be in [0, 0.999] (0 = off), got " + decay);
             gradAverage = decay;
+            return this;
+        }
+
+        /** Each probe perturbs one tensor: probe `index` at `step` the ((step + index) mod n)-th of the n
+         *  tensors with support (all without one; never the exact head), the others' z = 0
+         *  (TrainConfig.block_coordinate). */
+        public Options blockCoordinate(boolean on) {
+            blockCoordinate = on;
             return this;
         }
 
@@ -194,6 +205,7 @@ public final class SignSpsa {
     private final int distribution; // 0 gaussian, 1 rademacher, 2 binomial (decided once, not per element)
     private final ExactHead head;   // null: every tensor by the zeroth-order estimate
     private boolean[][] samplerSupport;  // what the sampler draws: the selection, less the head with the exact head
+    private int[] blockTensors;     // block-coordinate probes cycle over these: the tensors with support
     private boolean[] headMask;     // the exact head's gradient is kept only here (mask and selection); null: all
     private final float keep;       // grad_average: float32(decay) and float32(1 - decay)
     private final float take;
@@ -290,13 +302,18 @@ public final class SignSpsa {
         resolveSupport();
     }
 
+    /** The sampler's support (the selection) and the tensors block-coordinate probes cycle over: those
+     *  with any supported element, all without a support (samplers.block_coordinate's `active`). */
+    private void resolveSupport() {
+        samplerSupport = opt.support;
+        if (head != null) headSupport();
+        blockTensors = java.util.stream.IntStream.range(0, master.length)
+                .filter(t -> samplerSupport == null || any(samplerSupport[t])).toArray();
+    }
+
     /** build.py's exact-head composition: the sampler's support is the selection (or everything)
      *  without the head, and the head's gradient is kept where the static mask and the selection allow. */
-    private void resolveSupport() {
-        if (head == null) {
-            samplerSupport = opt.support;
-            return;
-        }
+    private void headSupport() {
         int last = master.length - 1;
         samplerSupport = new boolean[master.length][];
         for (int t = 0; t < last; t++) {
@@ -310,6 +327,11 @@ public final class SignSpsa {
             if (headMask == null) headMask = m[last].clone();
             else for (int e = 0; e < headMask.length; e++) headMask[e] &= m[last][e];
         }
+    }
+
+    private static boolean any(boolean[] b) {
+        for (boolean v : b) if (v) return true;
+        return false;
     }
 
     /** True when the last tensor trains by its exact gradient (step needs a HeadPass). */
@@ -638,6 +660,14 @@ public final class SignSpsa {
         if (samplerSupport != null && opt.momentumAlpha > 0)  // an earlier selection's history stays out
             for (int t = 0; t < z.length; t++)
                 for (int e = 0; e < z[t].length; e++) if (!samplerSupport[t][e]) z[t][e] = 0;
+        if (opt.blockCoordinate) {
+            // Python's (step + index) % n on unbounded integers: index is unsigned (SAM's ASCENT_INDEX is
+            // 2^64 - 2), and momentum's second draw is inside, so this is the probe's own index.
+            int n = blockTensors.length;
+            int chosen = n == 0 ? -1
+                    : blockTensors[(int) ((Long.remainderUnsigned(step, n) + Long.remainderUnsigned(index, n)) % n)];
+            for (int t = 0; t < z.length; t++) if (t != chosen) java.util.Arrays.fill(z[t], 0);
+        }
     }
 
     /** The base distribution's draws of stream(seed, step, index, tensor). */

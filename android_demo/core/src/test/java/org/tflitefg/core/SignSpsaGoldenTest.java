@@ -18,8 +18,9 @@ import org.junit.Test;
  *  top-k / random / threshold masks, stochastic update rounding, Rademacher / Binomial z,
  *  momentum-guided sampling, kernel-wise normalization, the paper's integer arithmetic, schedules,
  *  sharpness-aware steps, stochastic engine rounding, the SPSA estimator, a neuron-selection support,
- *  gradient averaging, and the exact head (whose head passes, int8 logits and head inputs, are
- *  replayed too: Java computes the head's gradient itself), with a body or alone. */
+ *  gradient averaging, the exact head (whose head passes, int8 logits and head inputs, are
+ *  replayed too: Java computes the head's gradient itself), with a body or alone, and
+ *  block-coordinate probes (one tensor per probe; with three tensors, SAM's unsigned ascent index). */
 public class SignSpsaGoldenTest {
     @SuppressWarnings("unchecked")
     static List<Map<String, Object>> cases() throws Exception {
@@ -75,7 +76,8 @@ public class SignSpsaGoldenTest {
         SignSpsa.Options opt = new SignSpsa.Options().mask(mask)
                 .stochasticRounding("stochastic".equals(options.get("update_rounding")))
                 .distribution((String) options.getOrDefault("distribution", "gaussian"))
-                .kernelNorm(Boolean.TRUE.equals(options.get("kernel_norm")));
+                .kernelNorm(Boolean.TRUE.equals(options.get("kernel_norm")))
+                .blockCoordinate(Boolean.TRUE.equals(options.get("block_coordinate")));
         if (c.get("support") != null) {
             int[][] sup = tensors(c.get("support"));
             boolean[][] support = new boolean[sup.length][];
@@ -186,7 +188,7 @@ public class SignSpsaGoldenTest {
 
     @Test
     public void replayedLossesGiveBitIdenticalWeights() throws Exception {
-        int exactHead = 0, averaged = 0;
+        int exactHead = 0, averaged = 0, block = 0;
         for (Map<String, Object> c : cases()) {
             SignSpsa trainer = trainer(c);
             Replay replay = new Replay(c);
@@ -199,9 +201,11 @@ public class SignSpsaGoldenTest {
             assertEquals(name(c), trainer.step() * passesPerStep(c), trainer.forwardPasses());
             exactHead += trainer.exactHead() ? 1 : 0;
             averaged += name(c).contains("grad_average") ? 1 : 0;
+            block += name(c).contains("block_coordinate") ? 1 : 0;
         }
-        assertEquals(4, exactHead);
-        assertEquals(5, averaged);
+        assertEquals(5, exactHead);
+        assertEquals(6, averaged);
+        assertEquals(5, block);
     }
 
     @Test

@@ -17,13 +17,14 @@ import org.tflitefg.core.Training;
  * Command-line trainer on the TFLite C API:
  * java ... org.tflitefg.desktop.TrainCli --lib=libtensorflowlite_c.so --data=build/java-data [--steps=500]
  *     [--cache=true] [--select=none|static|random|magnitude|velocity --budget=0.274 --select_every=250]
- *     [--exact_head=true --head_lr=0.3] [--grad_average=0.9]
+ *     [--exact_head=true --head_lr=0.3] [--grad_average=0.9] [--block_coordinate=true]
  * Loads <data>/model.tflite, trains its int8 kernels with Sign-m-SPSA and prints accuracy before/after.
  * --cache runs the frozen prefix once for the data set (bit-identical, faster); --select trains only
  * the neurons a strategy picks under the budget (velocity watches data.json's probe batch);
  * --exact_head trains the dense head by its exact gradient (one more pass a step, the model's
  * `head_in` output) at the float SGD rate --head_lr, FF on the rest ("FF + exact head", not FF);
- * --grad_average averages the gradient estimates (tools/train.py's flags of the same names).
+ * --grad_average averages the gradient estimates; --block_coordinate perturbs one tensor per probe,
+ * cycling (scale --lr by about --m) (tools/train.py's flags of the same names).
  */
 public final class TrainCli {
     private TrainCli() {}
@@ -32,7 +33,8 @@ public final class TrainCli {
         Map<String, String> a = new HashMap<>(Map.of("steps", "500", "batch", "64", "m", "3", "eps", "8", "lr", "0.5",
                 "body_lr_scale", "0.4", "precision", "w16", "seed", "0", "threads", "1", "log_every", "100"));
         a.putAll(Map.of("cache", "true", "select", "none", "budget", "0.274", "select_every", "250", "select_init", "random",
-                        "select_mu", "0.5", "exact_head", "false", "head_lr", "0.3", "grad_average", "0"));
+                        "select_mu", "0.5", "exact_head", "false", "head_lr", "0.3", "grad_average", "0",
+                        "block_coordinate", "false"));
         java.util.Set<String> known = new java.util.TreeSet<>(a.keySet());
         known.addAll(java.util.List.of("lib", "data"));
         java.util.Set<String> given = new java.util.HashSet<>();
@@ -63,7 +65,8 @@ public final class TrainCli {
         long seed = Long.parseLong(a.get("seed"));
         TfLiteC c = TfLiteC.load(a.get("lib"));
         try (CApiRunner runner = new CApiRunner(c, modelPath.toString(), meta, Integer.parseInt(a.get("threads")))) {
-            SignSpsa.Options options = new SignSpsa.Options().gradAverage(Double.parseDouble(a.get("grad_average")));
+            SignSpsa.Options options = new SignSpsa.Options().gradAverage(Double.parseDouble(a.get("grad_average")))
+                    .blockCoordinate(Boolean.parseBoolean(a.get("block_coordinate")));
             if (exactHead) options.exactHead(ExactHead.Quant.of(meta, runner));
             SignSpsa trainer = new SignSpsa(seed, Integer.parseInt(a.get("m")), Double.parseDouble(a.get("eps")), lrs,
                     a.get("precision").equals("w8") ? 8 : 16, meta.initialKernels(modelBytes), options);
