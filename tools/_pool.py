@@ -3,14 +3,25 @@ process (TensorFlow and LiteRT each on one core), and a unit's stored result is 
 (a hash of everything that decides it) is unchanged, so an interrupted run continues where it stopped."""
 import json
 import multiprocessing
+import os
 import pathlib
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import Any
 
 
+def _exit_with_parent(parent: int, every_s: float = 2.0) -> None:
+    """A worker whose parent was killed (e.g. SIGKILL, which the pool cannot see) stops too, instead of
+    finishing its unit and overwriting a stored result after the run was abandoned."""
+    while os.getppid() == parent:
+        time.sleep(every_s)
+    os._exit(1)
+
+
 def init_worker() -> None:
+    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
     from absl import logging
     logging.set_verbosity(logging.WARNING)  # the TFLite converter logs every conversion at INFO
     import tensorflow as tf
