@@ -162,7 +162,9 @@ def test_one_line_on_interrupt_before_training(cache_dir, tmp_path):
         "import sys, signal; sys.path.insert(0, 'tools'); import _cli\n"
         "def main(argv):\n"
         "    signal.raise_signal(signal.SIGINT)\n"
-        "_cli.run(main)")], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        "_cli.run(main)")], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        # a test run started in the background (nohup, `&`) ignores SIGINT, and the child would inherit that
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130 and "Traceback" not in err and "interrupted (SIGINT)" in err, err
 
