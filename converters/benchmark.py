@@ -80,8 +80,9 @@ class Hyper:
     estimator: str = "sign_spsa"  # FF: Sign-m-SPSA, or "spsa" (magnitudes; lr then in LSB^2 per unit of loss)
     schedule: str = "constant"  # FF: learning-rate schedule over the run (TrainConfig.schedule)
     grad_average: float = 0.0  # FF: exponential average of the gradient estimates (TrainConfig.grad_average)
-    head_lr: float = 0.0  # exact-head methods: the head's float-space SGD rate (the body keeps lr * body_lr_scale)
+    head_lr: float = 0.0  # exact-head methods: the head's rate (see head_optimizer; the body keeps lr * body_lr_scale)
     block_coordinate: bool = False  # FF: each probe perturbs one tensor (TrainConfig.block_coordinate)
+    head_optimizer: str = "sgd"  # exact-head methods: "sgd" (head_lr a float rate) or "adam" (int8 LSBs per step)
 
 
 @dataclass
@@ -143,7 +144,8 @@ def ff_config(hp: Hyper, mode: Mode, precision: str, seed: int, n_train: int, n_
     return TrainConfig(seed=seed, steps=hp.steps, batch_size=min(hp.batch_size, n_train), m=hp.m, eps_lsb=eps,
                        lr=lr, precision=precision, mask=mode.mask, sparsity=mode.sparsity, exact_head=exact_head,
                        grad_average=hp.grad_average, schedule=hp.schedule, estimator=hp.estimator,
-                       block_coordinate=hp.block_coordinate)
+                       block_coordinate=hp.block_coordinate,
+                       head_optimizer=hp.head_optimizer if exact_head else "sgd")
 
 
 def timed_ff_loop(states: Iterator[tuple[trainer.TrainState, dict]], steps: int,
@@ -228,7 +230,7 @@ def run_cell(ep: Episode, mode: Mode, plan: dict[str, list[Hyper]], seed: int = 
                 else:
                     run = run_bp(ep, mode, hp, BP_KINDS[method], seed)
                     keras.backend.clear_session()
-                head = f" head_lr={hp.head_lr:g}" if hp.head_lr else ""
+                head = f" head_lr={hp.head_lr:g} ({hp.head_optimizer})" if hp.head_lr else ""
                 log(f"  {ep.name} {mode.name} {method} lr={hp.lr:g}{head}: {out['zero_shot']['int8']:.3f} -> "
                     f"{run.final_acc:.3f} ({run.forward_passes} passes, {run.wall_s:.1f} s)")
                 out["runs"].append(run.as_dict())

@@ -77,14 +77,17 @@ def test_suite_specs_and_errors():
             round(spec.ff_steps * 0.2)
         head = spec.hyper("ffh-w16", 0.3)
         assert head.head_lr == 0.3 and head.lr == suite.EXACT_HEAD_BODY_LR["ffh-w16"] and head.grad_average == 0
+        assert head.head_optimizer == "adam" and spec.hyper("ff-w16", 1.0).head_optimizer == "sgd"
         assert spec.hyper("ff-w8", 1.0).grad_average == 0.9  # the w8 recipe averages its estimates
         assert suite.grid_value("ffh-w16", dataclasses.asdict(head)) == 0.3
         head_only, body = [m.name for m in spec.modes if m.head_only], [m.name for m in spec.modes if not m.head_only]
         assert head_only and body and spec.hyper("ffh-w8", 0.3, mode=head_only[0]) == spec.hyper("ffh-w8", 0.3)
         ft = spec.hyper("ffh-w8", 4.0, mode=body[0])  # on a body mode the grid is the FF body's rate
-        assert (ft.lr, ft.head_lr, ft.grad_average) == (4.0, suite.EXACT_HEAD_LR, 0.9)
-        assert spec.grid("ffh-w8", body[0]) == spec.grids["ff-w8"] and spec.grid("ffh-w8", head_only[0]) == \
-            spec.grids["ffh-w8"]
+        assert (ft.lr, ft.head_lr, ft.grad_average) == (4.0, 1.0, 0.9)  # w8's Adam head: 1 LSB per step
+        assert spec.hyper("ffh-w16", 4.0, mode=body[0]).head_lr == 0.3
+        assert spec.grid("ffh-w8", body[0]) == tuple(3 * r for r in spec.grids["ff-w8"])  # block-coordinate body
+        assert spec.grid("ffh-w8", head_only[0]) == spec.grids["ffh-w8"]
+        assert ft.block_coordinate and not head.block_coordinate and not spec.hyper("ff-w8", 4.0, mode=body[0]).block_coordinate
         assert suite.grid_value("ffh-w8", dataclasses.asdict(ft), head_only=False) == 4.0
     with pytest.raises(ValueError, match="unknown task"):
         suite.get_task("cifar")
@@ -92,3 +95,20 @@ def test_suite_specs_and_errors():
         suite.get_task("fmnist-fewshot").mode("full")
     with pytest.raises(ValueError, match="split"):
         suite.get_task("fmnist-fewshot").make_episode("5w5s", "train", 0, None)
+
+
+def test_run_unit_reuses_the_runs_an_earlier_result_of_the_episode_holds(cache_dir):
+    first, second = (dataclasses.asdict(benchmark.Hyper(lr=1.0, head_lr=r, steps=10, batch_size=25)) for r in (0.3, 0.1))
+    unit = suite.Unit("fmnist-fewshot", "5w5s", "LP", "test", 1, {"ffh-w16": [first]})
+    a = suite.run_unit(unit, str(cache_dir), log=lambda s: None)
+    assert a["reused_runs"] == 0 and len(a["runs"]) == 1
+    grown = dataclasses.replace(unit, plan={"ffh-w16": [first, second], "ff-w16": [first]})
+    b = suite.run_unit(grown, str(cache_dir), log=lambda s: None, previous=a)
+    assert b["reused_runs"] == 1 and b["runs"][0] == a["runs"][0] and b["key"] == grown.key()
+    assert [(r["method"], r["hyper"]["head_lr"]) for r in b["runs"]] == [("ffh-w16", 0.3), ("ffh-w16", 0.1), ("ff-w16", 0.3)]
+    # everything reusable: no conversion, the episode's zero-shot figures carried over
+    c = suite.run_unit(dataclasses.replace(unit, plan={"ffh-w16": [second]}), None, log=lambda s: None, previous=b)
+    assert c["reused_runs"] == 1 and c["runs"] == [b["runs"][1]] and c["zero_shot"] == b["zero_shot"]
+    # another episode's runs are never taken
+    other = suite.reusable_runs(dataclasses.replace(unit, index=2), a)
+    assert other == {} and suite.reusable_runs(unit, {**a, "key": "stale"}) == {}

@@ -45,6 +45,12 @@ def test_distribution_selects_sampler():
     assert len(set(np.abs(z[0]).tolist())) > 5  # the Gaussian one is not +-36
 
 
+def test_head_optimizer_needs_the_exact_head():
+    with pytest.raises(ValueError, match="head_optimizer='adam' is the exact head's optimizer"):
+        TrainConfig(steps=1, batch_size=1, lr=1.0, head_optimizer="adam")
+    assert TrainConfig(steps=1, batch_size=1, lr=1.0, exact_head=True, head_optimizer="adam", precision="w16")
+
+
 def test_config_defaults_and_frozen():
     cfg = TrainConfig(steps=10, batch_size=8, lr=0.5)
     assert (cfg.seed, cfg.m, cfg.eps_lsb, cfg.distribution, cfg.estimator) == (0, 3, 1, "gaussian", "sign_spsa")
@@ -57,7 +63,7 @@ def test_config_defaults_and_frozen():
     ("seed", -1), ("seed", 1 << 64), ("steps", 0), ("batch_size", 0), ("batch_size", 2.0), ("m", 0),
     ("m", True), ("eps_lsb", 0), ("eps_lsb", 128), ("lr", 0.0), ("lr", float("nan")), ("lr", "1"),
     ("distribution", "uniform"), ("estimator", "adam"), ("grad_average", 1.0), ("grad_average", -0.1),
-    ("exact_head", 1),
+    ("exact_head", 1), ("head_optimizer", "lbfgs"),
 ])
 def test_config_validation_names_field_and_value(field, value):
     kwargs = {"steps": 10, "batch_size": 8, "lr": 0.5, field: value}

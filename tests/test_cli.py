@@ -79,7 +79,10 @@ TRAIN_MISTAKES = [
     (["--resume"], ["--resume only apply with --out"]),
     (["--select=random", "--grad_average=0.9"], ["--grad_average", "re-selection", "--select=static"]),
     (["--lr=2", "--m=4"], ["--lr, --m have no effect", "exact gradient", "--noexact_head"]),
-    (["--precision=fp32", "--head_lr=0.1"], ["--head_lr only applies with the exact head"]),
+    (["--precision=fp32", "--head_lr=0.1"], ["--head_lr only apply with the exact head"]),
+    (["--noexact_head", "--head_optimizer=sgd"], ["--head_optimizer only apply with the exact head"]),
+    (["--head_optimizer=lbfgs"], ["head_optimizer", "adam", "sgd"]),
+    (["--head_lr=inf"], ["--head_lr must be a finite number > 0"]),
 ]
 
 

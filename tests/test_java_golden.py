@@ -31,7 +31,8 @@ def test_exact_head_cases_never_perturb_the_head_and_move_it():
     """Sign-m-SPSA's probes leave the head at the step's weights (the sampler's support excludes it);
     the head moves by its exact gradient only, and only where its mask or selection lets it."""
     cases = [c for c in java_golden.golden()["cases"] if c["options"].get("exact_head")]
-    assert len(cases) == 5 and any(c["options"].get("head_only") for c in cases)
+    assert len(cases) == 9 and any(c["options"].get("head_only") for c in cases)
+    assert sum(c["options"].get("head_optimizer") == "adam" for c in cases) == 4
     for case in cases:
         steps = case["steps"]
         per_step = len(case["calls"]) // steps
@@ -47,7 +48,7 @@ def test_exact_head_cases_never_perturb_the_head_and_move_it():
 def test_block_coordinate_probes_perturb_one_tensor_cycling():
     """Probe i of step s moves only tensor active[(s + i) % n] (SAM's ascent and its anchor aside)."""
     cases = [c for c in java_golden.golden()["cases"] if c["options"].get("block_coordinate")]
-    assert len(cases) == 5
+    assert len(cases) == 6
     for case in cases:
         if case["options"].get("sam_rho"):
             continue

@@ -155,3 +155,43 @@ def test_average_gradients_is_an_exponential_average_in_float32():
     for bad in (0.0, 1.0, -0.5):
         with pytest.raises(ValueError, match="decay"):
             updates.average_gradients(bad)
+
+
+def test_scale_by_adam_matches_the_algorithm_in_float64_and_is_scale_free():
+    rs = np.random.default_rng(0)
+    grads = [rs.normal(size=(3, 4)).astype(np.float32) * 1e-3 for _ in range(20)]
+    tx = updates.scale_by_adam(0.9, 0.999, 1e-7)
+    state = tx.init([np.zeros((3, 4))])
+    m = v = np.zeros((3, 4))
+    for t, g in enumerate(grads, 1):
+        (d,), state = tx.update([g], state)
+        assert d.dtype == np.float32
+        m, v = 0.9 * m + 0.1 * g, 0.999 * v + 0.001 * g.astype(np.float64) ** 2
+        ref = (m / (1 - 0.9 ** t)) / (np.sqrt(v / (1 - 0.999 ** t)) + 1e-7)
+        np.testing.assert_allclose(d, ref, rtol=2e-5)
+    # the direction does not depend on the gradient's scale (up to eps): what makes its rate a step in LSBs
+    state = tx.init([np.zeros((3, 4))])
+    (first,), _ = tx.update([grads[0] * 1000], state)
+    np.testing.assert_allclose(first, np.sign(grads[0]), rtol=1e-3)
+    np.testing.assert_array_equal(tx.update([np.zeros((3, 4), np.float32)], tx.init([np.zeros((3, 4))]))[0][0], 0)
+
+
+def test_scale_by_adam_rejects_bad_constants():
+    for b1, b2, eps in ((1.0, 0.999, 1e-7), (0.9, -0.1, 1e-7), (0.9, 0.999, 0.0)):
+        with pytest.raises(ValueError, match="adam needs"):
+            updates.scale_by_adam(b1, b2, eps)
+
+
+def test_split_head_runs_its_transforms_on_head_and_body_only():
+    tx = updates.split_head(updates.scale_by_adam(), updates.average_gradients(0.5))
+    params = [np.zeros(2), np.zeros(3), np.zeros(1)]
+    state = tx.init(params)
+    assert len(state.body.average) == 2 and len(state.head.mu) == 1
+    g = [np.full(2, 4, np.float32), np.full(3, -2, np.float32), np.full(1, 1e-2, np.float32)]
+    out, state = tx.update(g, state, params)
+    np.testing.assert_array_equal(out[0], 2)  # 0.5 * 0 + 0.5 * 4
+    np.testing.assert_array_equal(out[1], -1)
+    np.testing.assert_allclose(out[2], 1, rtol=1e-3)  # Adam's first step is the sign
+    plain = updates.split_head(updates.scale_by_adam())
+    out, _ = plain.update(g, plain.init(params), params)
+    assert out[0] is g[0] and out[1] is g[1]

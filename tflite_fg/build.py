@@ -7,7 +7,8 @@ sampler = block_coordinate(masked(kernel_normalized(momentum_guided(base(support
 estimator = exact_head(sharpness_aware(sign_m_spsa | spsa))   (SAM, exact head only if enabled;
           with the exact head the samplers' support leaves the head out, and a head-only model has no probes)
 transform = chain(average_gradients, scale_by_learning_rate, scale_by_schedule, round_to_int | stochastic_round)
-            (averaging and the schedule only if enabled)
+            (averaging and the schedule only if enabled; with head_optimizer="adam" the first part is
+            split_head(scale_by_adam, average_gradients): Adam on the exact head, averaging on the body)
             or, with arithmetic="paper", integer_sgd (the paper's integer g_q and lr).
 """
 
@@ -101,7 +102,11 @@ def build_transform(cfg: TrainConfig) -> updates.GradientTransformation:
     stochastic = cfg.update_rounding == "stochastic"
     if cfg.arithmetic == "paper":
         return updates.integer_sgd(lr, build_schedule(cfg), cfg.seed if stochastic else None)
-    parts = [updates.average_gradients(cfg.grad_average)] if cfg.grad_average else []
+    average = updates.average_gradients(cfg.grad_average) if cfg.grad_average else None
+    if cfg.head_optimizer == "adam":
+        parts = [updates.split_head(updates.scale_by_adam(), average)]
+    else:
+        parts = [average] if average else []
     parts.append(updates.scale_by_learning_rate(lr))
     if cfg.schedule != "constant":
         parts.append(updates.scale_by_schedule(build_schedule(cfg)))

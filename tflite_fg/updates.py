@@ -191,6 +191,70 @@ def average_gradients(decay: float) -> GradientTransformation:
     return GradientTransformation(init, update)
 
 
+class AdamState(NamedTuple):
+    """Adam's moments (float32, one array per tensor) and b1^t, b2^t (float32 scalars, products
+    carried step to step so that no runtime needs a pow that might round differently)."""
+
+    mu: list[np.ndarray]
+    nu: list[np.ndarray]
+    power1: np.ndarray
+    power2: np.ndarray
+
+
+def scale_by_adam(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-7) -> GradientTransformation:
+    """Adam's direction d = (mu / (1 - b1^t)) / (sqrt(nu / (1 - b2^t)) + eps) (Kingma & Ba, Alg. 1),
+    in float32 in this order of operations (Java does the same).
+
+    d is about +-1 whatever the gradient's scale, so the learning rate after it is a step in weight
+    LSBs: what a head trained by its exact gradient needs, whose gradient scale varies by orders of
+    magnitude between tasks and over a run (one SGD rate cannot suit both; BP's Adam rows adapt)."""
+    if not (0.0 <= b1 < 1.0 and 0.0 <= b2 < 1.0 and eps > 0):
+        raise ValueError(f"adam needs 0 <= b1, b2 < 1 and eps > 0, got {b1}, {b2}, {eps}")
+    k1, t1, k2, t2 = (np.float32(x) for x in (b1, 1.0 - b1, b2, 1.0 - b2))
+    one, tiny = np.float32(1.0), np.float32(eps)
+
+    def init(params: Params) -> AdamState:
+        zeros = [np.zeros(np.shape(p), np.float32) for p in params]
+        return AdamState(zeros, [z.copy() for z in zeros], np.float32(1.0), np.float32(1.0))
+
+    def update(updates: Updates, state: AdamState, params: Params | None = None) -> tuple[Updates, AdamState]:
+        if len(updates) != len(state.mu):
+            raise ValueError(f"adam state has {len(state.mu)} tensors, updates {len(updates)}")
+        g = [np.asarray(u, np.float32) for u in updates]
+        mu = [k1 * m + t1 * x for m, x in zip(state.mu, g)]
+        nu = [k2 * v + t2 * (x * x) for v, x in zip(state.nu, g)]
+        p1, p2 = np.float32(state.power1) * k1, np.float32(state.power2) * k2
+        c1, c2 = one - p1, one - p2
+        out = [(m / c1) / (np.sqrt(v / c2) + tiny) for m, v in zip(mu, nu)]
+        return out, AdamState(mu, nu, p1, p2)
+
+    return GradientTransformation(init, update)
+
+
+class SplitState(NamedTuple):
+    """The states of split_head's two transforms."""
+
+    body: Any
+    head: Any
+
+
+def split_head(head: GradientTransformation, body: GradientTransformation | None = None) -> GradientTransformation:
+    """`head` on the last tensor, `body` (None: unchanged) on the others (optax.multi_transform's
+    idea for the one split this project needs: the exact head's optimizer is not the probes')."""
+
+    def init(params: Params) -> SplitState:
+        return SplitState(body.init(params[:-1]) if body else EmptyState(), head.init(params[-1:]))
+
+    def update(updates: Updates, state: SplitState, params: Params | None = None) -> tuple[Updates, SplitState]:
+        rest, body_state = list(updates[:-1]), state.body
+        if body is not None:
+            rest, body_state = body.update(rest, body_state, None if params is None else params[:-1])
+        last, head_state = head.update(list(updates[-1:]), state.head, None if params is None else params[-1:])
+        return rest + list(last), SplitState(body_state, head_state)
+
+    return GradientTransformation(init, update)
+
+
 LR_SHIFT = 24  # Q24 learning-rate multiplier of integer_sgd: lr * Dz down to 6e-8 LSB stays representable
 
 

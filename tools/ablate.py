@@ -70,19 +70,41 @@ VARIANTS = {
     # Issue 17's levers (docs/benchmarks.md): variance reduction and the forward-only exact head.
     "avg0.9": ("--precision=w16 --lr=0.5 --grad_average=0.9", "w16 + gradient estimates averaged over ~10 steps"),
     "w8-avg0.9": ("--precision=w8 --lr=1.0 --grad_average=0.9", "int8 only + gradient averaging"),
-    "exact-head": ("--precision=w16 --lr=0.5 --exact_head --head_lr=0.3", "w16 FF body + exact head "
+    "exact-head": ("--precision=w16 --lr=0.5 --exact_head --head_optimizer=sgd --head_lr=0.3", "w16 FF body + exact head "
                    "(+1 pass/step; not plain FF)"),
-    "exact-head+avg0.9": ("--precision=w16 --lr=0.5 --exact_head --head_lr=0.3 --grad_average=0.9",
+    "exact-head+avg0.9": ("--precision=w16 --lr=0.5 --exact_head --head_optimizer=sgd --head_lr=0.3 --grad_average=0.9",
                           "exact head + FF body with gradient averaging"),
-    "exact-head-lr3x": ("--precision=w16 --lr=1.5 --exact_head --head_lr=0.3", "exact head, dense FF body at "
+    "exact-head-lr3x": ("--precision=w16 --lr=1.5 --exact_head --head_optimizer=sgd --head_lr=0.3", "exact head, dense FF body at "
                         "lr x3 (the control for block-lr3x)"),
-    "exact-head+block": ("--precision=w16 --lr=0.5 --exact_head --head_lr=0.3 --block_coordinate",
+    "exact-head+block": ("--precision=w16 --lr=0.5 --exact_head --head_optimizer=sgd --head_lr=0.3 --block_coordinate",
                          "exact head + each probe perturbs one body tensor (same lr)"),
-    "exact-head+block-lr3x": ("--precision=w16 --lr=1.5 --exact_head --head_lr=0.3 --block_coordinate",
+    "exact-head+block-lr3x": ("--precision=w16 --lr=1.5 --exact_head --head_optimizer=sgd --head_lr=0.3 --block_coordinate",
                               "exact head + block-coordinate probes, body lr x3 (one probe's sign per tensor)"),
+    "exact-head-adam1": ("--precision=w16 --lr=0.5 --exact_head --head_optimizer=adam --head_lr=1",
+                         "exact head trained by Adam, 1 int8 LSB per step, dense FF body"),
+    "exact-head-adam3": ("--precision=w16 --lr=0.5 --exact_head --head_optimizer=adam --head_lr=3",
+                         "exact head trained by Adam, 3 int8 LSBs per step, dense FF body"),
+    "exact-head-adam0.3": ("--precision=w16 --lr=0.5 --exact_head --head_optimizer=adam --head_lr=0.3",
+                           "exact head trained by Adam, 0.3 int8 LSB per step, dense FF body"),
+    "exact-head+block-lr3x-adam1": ("--precision=w16 --lr=1.5 --exact_head --head_optimizer=adam --head_lr=1 "
+                                    "--block_coordinate", "Adam head (1 LSB per step) + block-coordinate body at lr x3"),
+    "w8-exact-head+avg0.9": ("--precision=w8 --lr=1.0 --exact_head --head_optimizer=sgd --head_lr=0.3 "
+                             "--grad_average=0.9", "w8 (no int16 copy): FF body averaged + exact head by SGD"),
+    "w8-exact-head-adam1+avg0.9": ("--precision=w8 --lr=1.0 --exact_head --head_optimizer=adam --head_lr=1 "
+                                   "--grad_average=0.9", "w8: FF body averaged + exact head by Adam, 1 LSB per step"),
+    "exact-head+block-lr3x-adam0.3": ("--precision=w16 --lr=1.5 --exact_head --head_optimizer=adam --head_lr=0.3 "
+                                      "--block_coordinate", "Adam head (0.3 LSB per step) + block-coordinate body at "
+                                      "lr x3"),
+    "w8-exact-head+block-lr3x-adam1": ("--precision=w8 --lr=3.0 --exact_head --head_optimizer=adam --head_lr=1 "
+                                       "--block_coordinate --grad_average=0.9", "w8: Adam head (1 LSB per step) + "
+                                       "block-coordinate body at lr x3, averaged"),
+    "exact-head+block-lr3x-adam3": ("--precision=w16 --lr=1.5 --exact_head --head_optimizer=adam --head_lr=3 "
+                                    "--block_coordinate", "Adam head (3 LSBs per step) + block-coordinate body at lr x3"),
 }
 LEVERS = ["avg0.9", "w8-avg0.9", "exact-head", "exact-head+avg0.9", "exact-head-lr3x", "exact-head+block",
-          "exact-head+block-lr3x"]
+          "exact-head+block-lr3x", "exact-head-adam0.3", "exact-head-adam1", "exact-head-adam3",
+          "exact-head+block-lr3x-adam0.3", "exact-head+block-lr3x-adam1", "exact-head+block-lr3x-adam3",
+          "w8-exact-head+avg0.9", "w8-exact-head-adam1+avg0.9", "w8-exact-head+block-lr3x-adam1"]
 # study -> task -> variants. "paper": the paper's modes and enhancements (the second task gets the
 # precision modes and the strongest enhancements only); "levers": issue 17's levers against the same
 # w16 and w8 baselines, run again with the current conversion (logits headroom 2).

@@ -20,6 +20,7 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow loads, here and in the workers
 
 import dataclasses
+import json
 import pathlib
 import sys
 import time
@@ -58,7 +59,8 @@ flags.DEFINE_string("cache_dir", None, "Asset cache.")
 
 def _work(unit: suite.Unit, out: str, cache: str | None) -> dict:
     lines: list[str] = []
-    result = suite.run_unit(unit, cache, log=lines.append)
+    previous = json.loads(pathlib.Path(out).read_text()) if pathlib.Path(out).exists() else None
+    result = suite.run_unit(unit, cache, log=lines.append, previous=previous)
     runs.write_json(out, result)
     return {**result, "log": lines}
 

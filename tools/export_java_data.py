@@ -14,6 +14,7 @@ its weights' sha256 and accuracy).
 import _paths  # noqa: F401
 
 import json
+import math
 import pathlib
 import shutil
 
@@ -24,7 +25,7 @@ import _cli
 import _models
 
 from tflite_fg import build, export, objective, selection, selective, tasks, trainer
-from tflite_fg.config import TrainConfig
+from tflite_fg.config import HEAD_OPTIMIZERS, TrainConfig, default_head_lr
 from tflite_fg.metadata import metadata_path, sha256_bytes
 from tflite_fg.model import FgModel
 
@@ -36,8 +37,10 @@ flags.DEFINE_integer("n_expected", 64, "Test examples whose Python logits are wr
 flags.DEFINE_integer("train_steps", 1500, "Steps of the Python reference run the Java trainer is compared with.")
 flags.DEFINE_integer("select_steps", 400, "Steps of the Python reference run under velocity selection.")
 flags.DEFINE_integer("exact_head_steps", 200, "Steps of the Python reference run with the exact head.")
-flags.DEFINE_float("head_lr", 0.3, "Its head learning rate (tools/train.py --head_lr).")
-flags.register_validator("head_lr", lambda v: v > 0, "--head_lr must be > 0")
+flags.DEFINE_enum("head_optimizer", "adam", HEAD_OPTIMIZERS, "Its head optimizer (tools/train.py --head_optimizer).")
+flags.DEFINE_float("head_lr", None, "Its head learning rate (tools/train.py --head_lr; default: its default for "
+                   "--head_optimizer).")
+flags.register_validator("head_lr", lambda v: v is None or (math.isfinite(v) and v > 0), "--head_lr must be > 0")
 flags.DEFINE_integer("select_every", 100, "Its re-selection period.")
 flags.DEFINE_float("budget", 0.274, "Its budget (fraction of the kernel parameters).")
 flags.DEFINE_integer("probe_per_class", 2, "Training examples per class in the exported probe batch (velocity).")
@@ -48,13 +51,15 @@ flags.DEFINE_string("cache_dir", None, "Asset cache.")
 
 
 def _train(model: FgModel, parts: dict, steps: int, selector: selection.Selector | None = None,
-           probe: np.ndarray | None = None, head_lr: float | None = None) -> list[np.ndarray]:
-    """The demo's recipe (w16, m 3, eps 8, lr 0.5 head / 0.2 body, batch 64, seed 0) for `steps`,
+           probe: np.ndarray | None = None, head_lr: float | None = None, head_optimizer: str = "sgd",
+           body_lr: float = 0.2, block_coordinate: bool = False) -> list[np.ndarray]:
+    """The plain-FF recipe (w16, m 3, eps 8, lr 0.5 head / 0.2 body, batch 64, seed 0) for `steps`,
     on all kernels or under `selector` (velocity watching the probe examples), or with the exact head
-    at `head_lr`; the final int8 kernels."""
+    at `head_lr` by `head_optimizer` (and the body's rate and probes given); the final int8 kernels."""
     n = len(model.meta.trainable)
-    cfg = TrainConfig(seed=0, steps=steps, batch_size=64, m=3, eps_lsb=8, lr=(0.2,) * (n - 1) + (0.5 if head_lr is None else head_lr,),
-                      precision="w16", exact_head=head_lr is not None)
+    cfg = TrainConfig(seed=0, steps=steps, batch_size=64, m=3, eps_lsb=8,
+                      lr=(body_lr,) * (n - 1) + (0.5 if head_lr is None else head_lr,), precision="w16",
+                      exact_head=head_lr is not None, head_optimizer=head_optimizer, block_coordinate=block_coordinate)
     start, space = model.initial_params(), build.build_space(cfg)
     est = build.build_estimator(cfg, start, space, head_quant=model.head_quant() if cfg.exact_head else None)
     tx = build.build_transform(cfg)
@@ -67,6 +72,9 @@ def _train(model: FgModel, parts: dict, steps: int, selector: selection.Selector
     for state, _ in run:
         pass
     return space.to_engine(state.params)
+
+
+EXACT_HEAD_BODY_LR = 1.5 * 0.4  # tools/train.py's default --lr with block-coordinate probes x --body_lr_scale
 
 
 def reference_run(path: pathlib.Path, parts: dict) -> dict:
@@ -96,11 +104,14 @@ def selective_run(path: pathlib.Path, parts: dict, probe: np.ndarray) -> dict:
 
 
 def exact_head_run(path: pathlib.Path, parts: dict) -> dict:
-    """The recipe with the exact head (tools/train.py --exact_head): FF on the body, the head by its
-    exact gradient from one more pass a step (the model's head_in output)."""
+    """tools/train.py's default recipe: block-coordinate FF on the body (lr 1.5 x 0.4), the head by
+    its exact gradient from one more pass a step (the model's head_in output) and Adam."""
     model = FgModel(path, engine="builtin")
-    final = _train(model, parts, FLAGS.exact_head_steps, head_lr=FLAGS.head_lr)
-    return {"steps": FLAGS.exact_head_steps, "lr_body": 0.2, "head_lr": FLAGS.head_lr,
+    head_lr = FLAGS.head_lr if FLAGS.head_lr is not None else default_head_lr(FLAGS.head_optimizer, "w16")
+    final = _train(model, parts, FLAGS.exact_head_steps, head_lr=head_lr, head_optimizer=FLAGS.head_optimizer,
+                   body_lr=EXACT_HEAD_BODY_LR, block_coordinate=True)
+    return {"steps": FLAGS.exact_head_steps, "lr_body": EXACT_HEAD_BODY_LR, "block_coordinate": True,
+            "head_lr": head_lr, "head_optimizer": FLAGS.head_optimizer,
             "head_quant": list(model.head_quant()), "weights_sha256": objective.weights_sha256(final),
             "test_acc": model.accuracy(parts["x_test"], parts["y_test"].astype(np.int64), final)}
 

@@ -73,6 +73,13 @@ CASES = [  # (precision, seed, m, eps_lsb, lr per tensor, steps, TrainConfig opt
     ("w8", 28, 2, 2, (1.6, 5.0), 6, {"block_coordinate": True, "mask": "topk", "sparsity": 0.5, "grad_average": 0.9}),
     ("w16", 29, 2, 1.5, (0.6, 0.3), 6, {"block_coordinate": True, "exact_head": True}),
     ("w8", 30, 2, 2, (1.6, 5.0), 5, {"block_coordinate": True, "support_budget": 0.5}),
+    # the exact head trained by Adam (lr[-1] in int8 LSBs per step); grad_average then averages the body only
+    ("w16", 32, 2, 1.5, (0.3, 3.0), 6, {"exact_head": True, "head_optimizer": "adam"}),
+    ("w8", 33, 2, 2, (0.8, 2.0), 6, {"exact_head": True, "head_optimizer": "adam", "grad_average": 0.9,
+                                      "update_rounding": "stochastic", "mask": "topk", "sparsity": 0.5}),
+    ("w16", 34, 2, 1.5, (1.0,), 7, {"exact_head": True, "head_optimizer": "adam", "head_only": True,
+                                     "schedule": "cosine", "schedule_final": 0.1}),
+    ("w16", 35, 3, 1.5, (0.9, 3.0), 6, {"exact_head": True, "head_optimizer": "adam", "block_coordinate": True}),
     # three tensors, so that SAM's ascent index 2**64 - 2 cycles differently from -2 (mod 3), with
     # momentum's second draw inside the block wrapper
     ("w16", 31, 3, 1.5, (0.9, 0.9, 2.1), 6, {"block_coordinate": True, "tensors": 3, "sam_rho": 2.0,

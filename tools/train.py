@@ -29,11 +29,14 @@ import _models
 
 from tflite_fg import (build, checkpoint, datafile, export, masks, objective, runs, schedules, selection,
                        selective, tasks, trainer)
-from tflite_fg.config import DISTRIBUTIONS, ESTIMATORS, PRECISIONS, TrainConfig
+from tflite_fg.config import DISTRIBUTIONS, ESTIMATORS, HEAD_OPTIMIZERS, PRECISIONS, default_head_lr, TrainConfig
 from tflite_fg.model import ENGINES, FgModel
 from tflite_fg.precision import ARITHMETICS, ROUNDINGS
 
 FLAGS = flags.FLAGS
+# --lr's default by --block_coordinate: a block-coordinate probe moves one tensor, so each tensor takes
+# one probe's sign per step instead of m's; three times the rate (m = 3) was best (docs/ablation.md, levers).
+DEFAULT_LR = {False: 0.5, True: 1.5}
 flags.DEFINE_string("model", None, "Converted .tflite (with <model>.json); unset: the default task's model, "
                     "converted on first use.")
 flags.DEFINE_enum("task", "fmnist", tasks.TASKS, "Default task (when --data is unset): fmnist or digits few-shot.")
@@ -48,9 +51,11 @@ flags.DEFINE_integer("batch_size", 64, "Mini-batch size.", lower_bound=1)
 flags.DEFINE_integer("m", 3, "Perturbations per step (Sign-m-SPSA).", lower_bound=1)
 flags.DEFINE_float("eps_lsb", 8, "Perturbation scale in int8 weight LSBs (w8: whole LSBs; w16: multiples "
                    "of 1/256).")
-flags.DEFINE_float("lr", 0.5, "Sign-m-SPSA learning rate in int8 LSBs per unit of z: of the head under --noexact_head "
+flags.DEFINE_float("lr", None, "Sign-m-SPSA learning rate in int8 LSBs per unit of z: of the head under --noexact_head "
                    "(the other tensors get lr * body_lr_scale; with the exact head, which has --head_lr, only those). "
-                   "w8 with round-to-nearest needs about 1.0: smaller updates round to zero.")
+                   f"Default: {DEFAULT_LR[False]:g}, or {DEFAULT_LR[True]:g} with block-coordinate probes (each tensor "
+                   "takes one probe's sign per step instead of m). w8 with round-to-nearest needs about twice as "
+                   "much: smaller updates round to zero.")
 flags.DEFINE_float("body_lr_scale", 0.4, "The other trainable tensors use lr * body_lr_scale: with round-to-"
                    "nearest, fewer +-1 LSB steps on a conv block keep its random walk down (docs/design.md).")
 flags.DEFINE_enum("distribution", "gaussian", DISTRIBUTIONS, "Perturbation distribution.")
@@ -68,14 +73,21 @@ flags.DEFINE_integer("momentum_decay_steps", 1000, "Momentum-guided sampling: st
 flags.DEFINE_float("grad_average", 0.0, "Exponential average of the gradient estimates over about 1/(1-x) steps "
                    "(0: off).", lower_bound=0.0, upper_bound=0.999)
 flags.DEFINE_float("sam_rho", 0.0, "Sharpness-aware ascent step in units of eps (0: off; +2 forward passes/step).")
-flags.DEFINE_bool("block_coordinate", False, "Each probe perturbs one trainable tensor, cycling (scale the FF "
-                  "rates by about --m: each tensor takes one probe's sign per step).")
+flags.DEFINE_bool("block_coordinate", None, "Each probe perturbs one trainable tensor, cycling (each tensor takes "
+                  "one probe's sign per step, hence the larger default --lr). Default: on where the exact head "
+                  "trains the head and Sign-m-SPSA a body (the default recipe: docs/ablation.md, levers); "
+                  "--noblock_coordinate: every probe perturbs every tensor.")
 flags.DEFINE_bool("kernel_norm", False, "Kernel-wise normalization of perturbations: z_i / ||z_i|| * ||w_i||.")
 flags.DEFINE_bool("exact_head", None, "Train the last (dense) layer with its exact cross-entropy gradient from "
                   "one extra forward pass (integer arithmetic, no backward graph) and the rest by Sign-m-SPSA: "
                   "reported as 'ffh', not plain FF. Default: on wherever it applies (w8/w16, anchored arithmetic, "
                   "a model whose last trainable layer is dense, converter version >= 4); --noexact_head: plain FF.")
-flags.DEFINE_float("head_lr", 0.3, "The exact head's learning rate, as a plain SGD rate on its float weights.")
+flags.DEFINE_enum("head_optimizer", "adam", HEAD_OPTIMIZERS, "The exact head's optimizer: adam (--head_lr is then "
+                  "a step in int8 weight LSBs: Adam's update is about +-1 per step) or sgd (--head_lr is a float-space "
+                  "SGD rate).")
+flags.DEFINE_float("head_lr", None, "The exact head's learning rate (see --head_optimizer). Default: adam "
+                   f"{default_head_lr('adam', 'w16'):g} (w8: {default_head_lr('adam', 'w8'):g}, its smallest step "
+                   f"that does not round away), sgd {default_head_lr('sgd', 'w16'):g}.")
 flags.DEFINE_enum("mask", "none", masks.KINDS, "Sparse update mask over the trainable weights.")
 flags.DEFINE_float("sparsity", 0.9, "topk/random masks: fraction of each tensor frozen.")
 flags.DEFINE_float("mask_threshold_lsb", 8.0, "threshold mask: train weights with |w| >= this (int8 LSBs).")
@@ -104,8 +116,10 @@ flags.DEFINE_bool("resume", False, "Continue the run in --out from its checkpoin
 flags.DEFINE_bool("overwrite", False, "Start a new run in an --out that holds a checkpoint (it is replaced).")
 flags.DEFINE_string("cache_dir", None, "Asset cache (default $TFLITE_FG_CACHE or ~/.cache/tflite_fg).")
 for _name in ("lr", "body_lr_scale", "eps_lsb"):
-    flags.register_validator(_name, lambda v: math.isfinite(v) and v > 0, f"--{_name} must be a finite number > 0")
-flags.register_validator("head_lr", lambda v: v > 0, "--head_lr must be > 0")
+    flags.register_validator(_name, lambda v: v is None or (math.isfinite(v) and v > 0),
+                             f"--{_name} must be a finite number > 0")
+flags.register_validator("head_lr", lambda v: v is None or (math.isfinite(v) and v > 0),
+                         "--head_lr must be a finite number > 0")
 flags.register_validator("budget", lambda v: 0 < v <= 1, "--budget must be a fraction in (0, 1]")
 TASK_FLAGS = ("task", "shots", "data_seed")  # they choose the default task's data (and its converted model)
 
@@ -153,7 +167,8 @@ def _exact_head(model: FgModel | None) -> bool:
 
 def _refuse_head_lr(model: FgModel | None) -> None:
     if not _exact_head(model):
-        _cli.refuse_ignored(["head_lr"], "only applies with the exact head (plain FF trains the head with --lr)" +
+        _cli.refuse_ignored(["head_lr", "head_optimizer"], "only apply with the exact head (plain FF trains the head "
+                            "with --lr)" +
                             ("" if model is None else "; this model has no 'head_in' output (its last trainable "
                              "layer is not dense, or it was converted before version 4)"))
 
@@ -170,11 +185,17 @@ def _config(model: FgModel) -> TrainConfig:
     if exact_head and n_tensors == 1:
         _cli.refuse_ignored(PROBE_FLAGS, "have no effect: only the head trains, by its exact gradient at --head_lr, "
                             "with no probes (--noexact_head: Sign-m-SPSA on the head)")
-    lr = (FLAGS.lr * FLAGS.body_lr_scale,) * (n_tensors - 1) + ((FLAGS.head_lr if exact_head else FLAGS.lr),)
+    head_optimizer = FLAGS.head_optimizer if exact_head else "sgd"
+    head_lr = FLAGS.head_lr if FLAGS.head_lr is not None else default_head_lr(head_optimizer, FLAGS.precision)
+    block = FLAGS.block_coordinate if FLAGS.block_coordinate is not None else exact_head and n_tensors > 1
+    probe_lr = FLAGS.lr if FLAGS.lr is not None else DEFAULT_LR[block]
+    lr = (probe_lr * FLAGS.body_lr_scale,) * (n_tensors - 1) + ((head_lr if exact_head else probe_lr),)
     eps = int(FLAGS.eps_lsb) if float(FLAGS.eps_lsb).is_integer() else FLAGS.eps_lsb
-    names = [f.name for f in dataclasses.fields(TrainConfig) if f.name not in ("eps_lsb", "lr", "exact_head")]
+    own = ("eps_lsb", "lr", "exact_head", "head_optimizer", "block_coordinate")
+    names = [f.name for f in dataclasses.fields(TrainConfig) if f.name not in own]
     try:  # every other field is the flag of the same name
-        return TrainConfig(eps_lsb=eps, lr=lr, exact_head=exact_head, **{n: getattr(FLAGS, n) for n in names})
+        return TrainConfig(eps_lsb=eps, lr=lr, exact_head=exact_head, head_optimizer=head_optimizer,
+                           block_coordinate=block, **{n: getattr(FLAGS, n) for n in names})
     except ValueError as e:
         raise app.UsageError(str(e)) from e
 
@@ -330,7 +351,8 @@ def main(argv):
     print(f"task {data.name}: {len(y_tr)} training / {len(y_te)} test examples; {model.trainable_params} trainable "
           f"weights in {len(model.meta.trainable)} tensors; precision {space.name}; engine {engine}; "
           f"frozen-prefix cache {obj.prefix_cache}; head: " +
-          ("exact gradient (--noexact_head: FF)" if cfg.exact_head else "Sign-m-SPSA"))
+          (f"exact gradient, {cfg.head_optimizer} at {cfg.lr[-1]:g} (--noexact_head: FF)" if cfg.exact_head
+           else "Sign-m-SPSA"))
     if cfg.mask != "none":
         print(f"sparse update: mask {cfg.mask}, {masks.frozen_fraction(build.build_masks(cfg, int8_start)):.1%} frozen")
     if selector:

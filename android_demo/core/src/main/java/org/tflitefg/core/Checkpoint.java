@@ -12,12 +12,13 @@ import java.nio.file.Path;
 /**
  * Save and restore a SignSpsa run: the model's sha256, the step, the forward passes, the master
  * weights and the optimizer state (momentum's history and step count, grad_average's running
- * average), as tflite_fg's checkpoint keeps the estimator and transform state. Written atomically; a
+ * average, the Adam head's moments and powers), as tflite_fg's checkpoint keeps the estimator and transform state. Written atomically; a
  * resumed run continues bit-exactly, because every random draw is a function of (seed, step, index,
  * tensor) and the rest of the state is saved.
  */
 public final class Checkpoint {
-    static final int MAGIC = 0x54464732;  // "TFG2"
+    static final int MAGIC = 0x54464733;  // "TFG3"
+    static final int MAGIC_V2 = 0x54464732;  // "TFG2": before the Adam head's state (read: a run without it)
     static final int MAGIC_V1 = 0x54464731;  // "TFG1": weights only, before the optimizer state was saved
 
     private Checkpoint() {}
@@ -36,11 +37,10 @@ public final class Checkpoint {
             out.writeBoolean(s.average != null);
             if (s.average != null) {
                 out.writeInt(s.average.length);
-                for (float[] t : s.average) {
-                    out.writeInt(t.length);
-                    for (float v : t) out.writeInt(Float.floatToRawIntBits(v));  // the exact bits
-                }
+                for (float[] t : s.average) writeFloats(out, t);
             }
+            out.writeBoolean(s.adam != null);
+            if (s.adam != null) writeFloats(out, s.adam);
         }
         Export.atomicWrite(path, bytes.toByteArray());
     }
@@ -51,7 +51,7 @@ public final class Checkpoint {
             int magic = in.readInt();
             if (magic == MAGIC_V1)
                 throw new IOException(path + " is an older Java checkpoint (TFG1) without the optimizer state: start the run again");
-            if (magic != MAGIC) throw new IOException(path + " is not a tflite_fg Java checkpoint");
+            if (magic != MAGIC && magic != MAGIC_V2) throw new IOException(path + " is not a tflite_fg Java checkpoint");
             String sha = in.readUTF();
             if (!sha.equals(modelSha256)) throw new IOException(path + " belongs to another model (sha256 " + sha + ")");
             long step = in.readLong(), passes = in.readLong(), stepsSeen = in.readLong();
@@ -59,14 +59,12 @@ public final class Checkpoint {
             float[][] average = null;
             if (in.readBoolean()) {
                 average = new float[in.readInt()][];
-                for (int t = 0; t < average.length; t++) {
-                    average[t] = new float[in.readInt()];
-                    for (int e = 0; e < average[t].length; e++) average[t][e] = Float.intBitsToFloat(in.readInt());
-                }
+                for (int t = 0; t < average.length; t++) average[t] = readFloats(in);
             }
+            float[] adam = magic != MAGIC_V2 && in.readBoolean() ? readFloats(in) : null;
             if (in.read() != -1) throw new IOException(path + " has trailing bytes: it is corrupt");
             try {
-                trainer.restore(new SignSpsa.State(step, passes, stepsSeen, master, history, average));
+                trainer.restore(new SignSpsa.State(step, passes, stepsSeen, master, history, average, adam));
             } catch (IllegalArgumentException e) {
                 throw new IOException(path + " does not fit this trainer: " + e.getMessage(), e);
             }
@@ -75,6 +73,17 @@ public final class Checkpoint {
         } catch (NegativeArraySizeException e) {
             throw new IOException(path + " is corrupt (a negative length)", e);
         }
+    }
+
+    private static void writeFloats(DataOutputStream out, float[] values) throws IOException {
+        out.writeInt(values.length);
+        for (float v : values) out.writeInt(Float.floatToRawIntBits(v));  // the exact bits
+    }
+
+    private static float[] readFloats(DataInputStream in) throws IOException {
+        float[] out = new float[in.readInt()];
+        for (int e = 0; e < out.length; e++) out[e] = Float.intBitsToFloat(in.readInt());
+        return out;
     }
 
     private static void writeInts(DataOutputStream out, int[][] tensors) throws IOException {

@@ -45,6 +45,7 @@ public final class SignSpsa {
         ExactHead.Quant exactHead;          // non-null: the last tensor trains by its exact gradient
         double gradAverage;                 // > 0: exponential average of the gradient estimates
         boolean blockCoordinate;            // each probe perturbs one tensor, cycling
+        boolean headAdam;                   // the exact head's optimizer is Adam (its lr: int8 LSBs per step)
 
         /** A learning-rate schedule (tflite_fg/schedules.py): "cosine" (to finalFraction over totalSteps)
          *  or "step" (factor every `every` steps). */
@@ -71,6 +72,13 @@ public final class SignSpsa {
          *  head-only model runs no probes. Its learning rate is a float SGD rate (tools/train.py --head_lr). */
         public Options exactHead(ExactHead.Quant quant) {
             exactHead = quant;
+            return this;
+        }
+
+        /** The exact head trains by Adam (updates.scale_by_adam on the head, TrainConfig.head_optimizer
+         *  "adam"): its learning rate is then a step in int8 LSBs, and grad_average averages the body only. */
+        public Options headAdam(boolean on) {
+            headAdam = on;
             return this;
         }
 
@@ -175,14 +183,17 @@ public final class SignSpsa {
         public final int[][] master;
         public final int[][] history;       // momentum: the last gradient as z_q
         public final float[][] average;     // grad_average's running average; null without it
+        public final float[] adam;          // the head's Adam state: mu, nu (head size each), b1^t, b2^t; or null
 
-        public State(long step, long forwardPasses, long stepsSeen, int[][] master, int[][] history, float[][] average) {
+        public State(long step, long forwardPasses, long stepsSeen, int[][] master, int[][] history, float[][] average,
+                     float[] adam) {
             this.step = step;
             this.forwardPasses = forwardPasses;
             this.stepsSeen = stepsSeen;
             this.master = master;
             this.history = history;
             this.average = average;
+            this.adam = adam;
         }
     }
 
@@ -223,6 +234,7 @@ public final class SignSpsa {
     private long stepsSeen;
     private long step;
     private long forwardPasses;
+    private final float[] adam;  // the Adam head's state (State.adam's layout), or null
 
     /** The plain recipe: Gaussian z, no mask, round-to-nearest updates. */
     public SignSpsa(long seed, int m, double epsLsb, double[] lrLsb, int bits, byte[][] initial) {
@@ -244,6 +256,8 @@ public final class SignSpsa {
             throw new IllegalArgumentException("the SPSA estimator goes with neither the paper's arithmetic nor momentum");
         if (options.engineStochasticRounding && bits != 16)
             throw new IllegalArgumentException("stochastic engine rounding rounds the w16 master copy; bits is " + bits);
+        if (options.headAdam && options.exactHead == null)
+            throw new IllegalArgumentException("headAdam is the exact head's optimizer: it needs exactHead");
         if (options.paper && (options.exactHead != null || options.gradAverage > 0))
             throw new IllegalArgumentException("the exact head and grad_average need the anchored arithmetic: the paper's keeps an 8-bit integer g_q");
         this.history = new int[initial.length][];
@@ -299,6 +313,8 @@ public final class SignSpsa {
         take = (float) (1.0 - options.gradAverage);
         average = options.gradAverage > 0 ? new float[master.length][] : null;
         if (average != null) for (int t = 0; t < master.length; t++) average[t] = new float[master[t].length];
+        adam = options.headAdam ? new float[2 * master[master.length - 1].length + 2] : null;
+        if (adam != null) adam[adam.length - 2] = adam[adam.length - 1] = 1f;
         resolveSupport();
     }
 
@@ -370,7 +386,8 @@ public final class SignSpsa {
 
     /** A copy of everything a resumed run needs (Checkpoint.save). */
     public State state() {
-        return new State(step, forwardPasses, stepsSeen, master(), copy(history), average == null ? null : copy(average));
+        return new State(step, forwardPasses, stepsSeen, master(), copy(history), average == null ? null : copy(average),
+                adam == null ? null : adam.clone());
     }
 
     /** Continue from a saved state (Checkpoint.restore); the trainer must have the run's options. */
@@ -389,6 +406,13 @@ public final class SignSpsa {
                 if (s.average[t].length != average[t].length) throw new IllegalArgumentException("average " + t + " does not match its tensor");
                 System.arraycopy(s.average[t], 0, average[t], 0, average[t].length);
             }
+        }
+        if ((s.adam == null) != (adam == null))
+            throw new IllegalArgumentException("the state was saved " + (s.adam == null ? "without" : "with")
+                    + " the Adam head and this trainer is built " + (adam == null ? "without" : "with") + " it: use the run's options");
+        if (adam != null) {
+            if (s.adam.length != adam.length) throw new IllegalArgumentException("the Adam state has " + s.adam.length + " values, expected " + adam.length);
+            System.arraycopy(s.adam, 0, adam, 0, adam.length);
         }
         for (int t = 0; t < master.length; t++) {
             System.arraycopy(s.master[t], 0, master[t], 0, master[t].length);
@@ -487,7 +511,8 @@ public final class SignSpsa {
                 headGradient(headPass);
                 evaluations++;
             }
-            if (average != null) averageGradients();
+            if (average != null) averageGradients(adam != null ? master.length - 1 : master.length);
+            if (adam != null) adamHead();
             for (int t = 0; t < master.length; t++)
                 updateAnchored(t, (float) factor, Rng.streamKey(seed, step, Rng.UPDATE_ROUND_INDEX, t));
         }
@@ -536,13 +561,36 @@ public final class SignSpsa {
         for (int e = 0; e < out.length; e++) out[e] = headMask == null || headMask[e] ? g[e] : 0f;
     }
 
-    /** updates.average_gradients: m = float(decay) * m + float(1 - decay) * g, in float32, and g = m. */
-    private void averageGradients() {
-        for (int t = 0; t < grad.length; t++)
+    /** updates.average_gradients over the first `tensors` tensors (all but the head when Adam trains
+     *  it: updates.split_head): m = float(decay) * m + float(1 - decay) * g, in float32, and g = m. */
+    private void averageGradients(int tensors) {
+        for (int t = 0; t < tensors; t++)
             for (int e = 0; e < grad[t].length; e++) {
                 average[t][e] = keep * average[t][e] + take * grad[t][e];
                 grad[t][e] = average[t][e];
             }
+    }
+
+    private static final float ADAM_B1 = (float) 0.9, ADAM_B2 = (float) 0.999, ADAM_EPS = (float) 1e-7;  // numpy's float32(x)
+    private static final float ADAM_T1 = (float) (1.0 - 0.9), ADAM_T2 = (float) (1.0 - 0.999);
+
+    /** updates.scale_by_adam on the head's gradient, in float32 in the same order of operations:
+     *  mu = b1 mu + (1 - b1) g, nu = b2 nu + (1 - b2) g^2, b^t carried as products,
+     *  g = (mu / (1 - b1^t)) / (sqrt(nu / (1 - b2^t)) + eps). adam = [mu..., nu..., b1^t, b2^t]. */
+    private void adamHead() {
+        float[] g = grad[master.length - 1];
+        int n = g.length;
+        float p1 = adam[2 * n] * ADAM_B1, p2 = adam[2 * n + 1] * ADAM_B2;
+        float c1 = 1f - p1, c2 = 1f - p2;
+        for (int e = 0; e < n; e++) {
+            float mu = ADAM_B1 * adam[e] + ADAM_T1 * g[e];
+            float nu = ADAM_B2 * adam[n + e] + ADAM_T2 * (g[e] * g[e]);
+            adam[e] = mu;
+            adam[n + e] = nu;
+            g[e] = (mu / c1) / ((float) Math.sqrt(nu / c2) + ADAM_EPS);
+        }
+        adam[2 * n] = p1;
+        adam[2 * n + 1] = p2;
     }
 
     private double evaluate(Loss loss, int[][] weights) {

@@ -12,7 +12,8 @@ import java.util.Map;
 import org.junit.Test;
 
 /** Every golden run saved halfway and restored into a fresh trainer continues to the golden weights
- *  of its last step: the checkpoint carries momentum's history and grad_average's running average. */
+ *  of its last step: the checkpoint carries momentum's history, grad_average's running average and
+ *  the Adam head's moments. */
 public class CheckpointTest {
     @Test
     public void resumedRunsAreBitExact() throws Exception {
@@ -54,6 +55,17 @@ public class CheckpointTest {
         // a run saved without grad_average does not resume one with it
         IOException e = assertThrows(IOException.class, () -> Checkpoint.restore(ckpt, "abc", SignSpsaGoldenTest.trainer(averaged)));
         assertTrue(e.getMessage(), e.getMessage().contains("grad_average"));
+        // nor one with the Adam head
+        Map<String, Object> adam = SignSpsaGoldenTest.cases().stream()
+                .filter(c -> SignSpsaGoldenTest.name(c).contains("head_optimizer=adam")).findFirst().orElseThrow();
+        e = assertThrows(IOException.class, () -> Checkpoint.restore(ckpt, "abc", SignSpsaGoldenTest.trainer(adam)));
+        assertTrue(e.getMessage(), e.getMessage().contains("Adam"));
+        // TFG2, the format before the Adam head's state: the same bytes without its flag still restore
+        Path v2 = dir.resolve("v2.ckpt");
+        byte[] two = java.util.Arrays.copyOf(bytes, bytes.length - 1);
+        two[3] = '2';
+        Files.write(v2, two);
+        Checkpoint.restore(v2, "abc", trainer);
         // the format before the optimizer state was saved
         Path old = dir.resolve("old.ckpt");
         bytes[3] = '1';

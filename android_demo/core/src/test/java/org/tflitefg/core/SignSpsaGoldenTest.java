@@ -95,7 +95,8 @@ public class SignSpsaGoldenTest {
         if (Boolean.TRUE.equals(options.get("exact_head"))) {
             List<?> q = (List<?>) c.get("head_quant");
             opt.exactHead(new ExactHead.Quant(((Number) q.get(0)).doubleValue(), ((Number) q.get(1)).doubleValue(),
-                                              ((Number) q.get(2)).intValue(), ((Number) q.get(3)).doubleValue()));
+                                              ((Number) q.get(2)).intValue(), ((Number) q.get(3)).doubleValue()))
+               .headAdam("adam".equals(options.get("head_optimizer")));
         }
         if (options.containsKey("schedule"))
             opt.schedule(new SignSpsa.Options.Schedule((String) options.get("schedule"), ((Number) c.get("steps")).longValue(),
@@ -188,7 +189,7 @@ public class SignSpsaGoldenTest {
 
     @Test
     public void replayedLossesGiveBitIdenticalWeights() throws Exception {
-        int exactHead = 0, averaged = 0, block = 0;
+        int exactHead = 0, averaged = 0, block = 0, adam = 0;
         for (Map<String, Object> c : cases()) {
             SignSpsa trainer = trainer(c);
             Replay replay = new Replay(c);
@@ -202,10 +203,12 @@ public class SignSpsaGoldenTest {
             exactHead += trainer.exactHead() ? 1 : 0;
             averaged += name(c).contains("grad_average") ? 1 : 0;
             block += name(c).contains("block_coordinate") ? 1 : 0;
+            adam += name(c).contains("head_optimizer=adam") ? 1 : 0;
         }
-        assertEquals(5, exactHead);
-        assertEquals(6, averaged);
-        assertEquals(5, block);
+        assertEquals(9, exactHead);
+        assertEquals(7, averaged);
+        assertEquals(6, block);
+        assertEquals(4, adam);
     }
 
     @Test

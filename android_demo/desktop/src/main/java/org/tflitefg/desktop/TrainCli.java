@@ -17,12 +17,13 @@ import org.tflitefg.core.Training;
  * Command-line trainer on the TFLite C API:
  * java ... org.tflitefg.desktop.TrainCli --lib=libtensorflowlite_c.so --data=build/java-data [--steps=500]
  *     [--cache=true] [--select=none|static|random|magnitude|velocity --budget=0.274 --select_every=250]
- *     [--exact_head=true --head_lr=0.3] [--grad_average=0.9] [--block_coordinate=true]
+ *     [--exact_head=true --head_optimizer=adam|sgd --head_lr=0.3] [--grad_average=0.9] [--block_coordinate=true]
  * Loads <data>/model.tflite, trains its int8 kernels with Sign-m-SPSA and prints accuracy before/after.
  * --cache runs the frozen prefix once for the data set (bit-identical, faster); --select trains only
  * the neurons a strategy picks under the budget (velocity watches data.json's probe batch);
  * --exact_head trains the dense head by its exact gradient (one more pass a step, the model's
- * `head_in` output) at the float SGD rate --head_lr, FF on the rest ("FF + exact head", not FF);
+ * `head_in` output) by Adam (--head_lr in int8 LSBs per step, default 0.3, w8 1) or SGD (--head_lr a float
+ * rate, default 0.3), FF on the rest ("FF + exact head", not FF);
  * --grad_average averages the gradient estimates; --block_coordinate perturbs one tensor per probe,
  * cycling (scale --lr by about --m) (tools/train.py's flags of the same names).
  */
@@ -33,8 +34,9 @@ public final class TrainCli {
         Map<String, String> a = new HashMap<>(Map.of("steps", "500", "batch", "64", "m", "3", "eps", "8", "lr", "0.5",
                 "body_lr_scale", "0.4", "precision", "w16", "seed", "0", "threads", "1", "log_every", "100"));
         a.putAll(Map.of("cache", "true", "select", "none", "budget", "0.274", "select_every", "250", "select_init", "random",
-                        "select_mu", "0.5", "exact_head", "false", "head_lr", "0.3", "grad_average", "0",
+                        "select_mu", "0.5", "exact_head", "false", "head_lr", "", "grad_average", "0",
                         "block_coordinate", "false"));
+        a.put("head_optimizer", "adam");
         java.util.Set<String> known = new java.util.TreeSet<>(a.keySet());
         known.addAll(java.util.List.of("lib", "data"));
         java.util.Set<String> given = new java.util.HashSet<>();
@@ -56,18 +58,25 @@ public final class TrainCli {
         Dataset data = Dataset.read(dir);
         int n = meta.trainable.size();
         boolean exactHead = Boolean.parseBoolean(a.get("exact_head"));
-        if (!exactHead && given.contains("head_lr"))
-            throw new IllegalArgumentException("--head_lr only applies with --exact_head=true (plain FF trains the head with --lr)");
+        for (String f : java.util.List.of("head_lr", "head_optimizer"))
+            if (!exactHead && given.contains(f))
+                throw new IllegalArgumentException("--" + f + " only applies with --exact_head=true (plain FF trains the head with --lr)");
+        String headOptimizer = a.get("head_optimizer");
+        if (!headOptimizer.equals("adam") && !headOptimizer.equals("sgd"))
+            throw new IllegalArgumentException("--head_optimizer must be adam or sgd, got " + headOptimizer);
+        double headLr = a.get("head_lr").isEmpty()  // config.default_head_lr
+                ? (headOptimizer.equals("adam") && a.get("precision").equals("w8") ? 1.0 : 0.3)
+                : Double.parseDouble(a.get("head_lr"));
         double lr = Double.parseDouble(a.get("lr"));
         double[] lrs = new double[n];
         for (int t = 0; t < n; t++) lrs[t] = lr * Double.parseDouble(a.get("body_lr_scale"));
-        lrs[n - 1] = exactHead ? Double.parseDouble(a.get("head_lr")) : lr;  // tools/train.py's _config
+        lrs[n - 1] = exactHead ? headLr : lr;  // tools/train.py's _config
         long seed = Long.parseLong(a.get("seed"));
         TfLiteC c = TfLiteC.load(a.get("lib"));
         try (CApiRunner runner = new CApiRunner(c, modelPath.toString(), meta, Integer.parseInt(a.get("threads")))) {
             SignSpsa.Options options = new SignSpsa.Options().gradAverage(Double.parseDouble(a.get("grad_average")))
                     .blockCoordinate(Boolean.parseBoolean(a.get("block_coordinate")));
-            if (exactHead) options.exactHead(ExactHead.Quant.of(meta, runner));
+            if (exactHead) options.exactHead(ExactHead.Quant.of(meta, runner)).headAdam(headOptimizer.equals("adam"));
             SignSpsa trainer = new SignSpsa(seed, Integer.parseInt(a.get("m")), Double.parseDouble(a.get("eps")), lrs,
                     a.get("precision").equals("w8") ? 8 : 16, meta.initialKernels(modelBytes), options);
             Training training = new Training(runner, meta, trainer, seed, data.xTrain, data.yTrain,
@@ -86,7 +95,7 @@ public final class TrainCli {
             System.out.printf("TFLite %s; %d training / %d test examples; %d trainable tensors; %s; %s%n", c.TfLiteVersion(),
                               data.yTrain.length, data.yTest.length, n,
                               training.cached() ? "frozen prefix cached" : "whole forward every pass",
-                              exactHead ? "FF + exact head" : "FF");
+                              exactHead ? "FF + exact head (" + headOptimizer + " at " + headLr + ")" : "FF");
             double before = training.accuracy(data.xTest, data.yTest, 256);
             System.out.printf("step 0: test accuracy %.4f%n", before);
             long t0 = System.nanoTime();

@@ -178,8 +178,8 @@ public class CApiRunnerTest {
         }
     }
 
-    /** tools/train.py --exact_head's recipe: FF on the body, the head by its exact gradient from the
-     *  `head_in` output of one more pass a step; the same weights as the Python runtime. */
+    /** tools/train.py's default recipe: block-coordinate FF on the body, the head by its exact gradient
+     *  from the `head_in` output of one more pass a step and Adam; the same weights as the Python runtime. */
     @Test
     @SuppressWarnings("unchecked")
     public void exactHeadRunReproducesPython() throws Exception {
@@ -205,7 +205,9 @@ public class CApiRunnerTest {
             assertEquals(((Number) want.get(1)).doubleValue(), quant.inputScale(), 0.0);
             assertEquals(((Number) want.get(2)).intValue(), quant.inputZeroPoint());
             assertEquals(((Number) want.get(3)).doubleValue(), quant.kernelScale(), 0.0);
-            SignSpsa trainer = new SignSpsa(0, 3, 8, lr, 16, meta.initialKernels(bytes), new SignSpsa.Options().exactHead(quant));
+            SignSpsa trainer = new SignSpsa(0, 3, 8, lr, 16, meta.initialKernels(bytes), new SignSpsa.Options().exactHead(quant)
+                    .headAdam("adam".equals(run.getOrDefault("head_optimizer", "sgd")))
+                    .blockCoordinate(Boolean.TRUE.equals(run.get("block_coordinate"))));
             Training training = new Training(r, meta, trainer, 0, data.xTrain, data.yTrain, true);
             double before = training.accuracy(data.xTest, data.yTest, 256);
             for (int s = 0; s < steps; s++) training.step(64);
