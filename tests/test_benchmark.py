@@ -109,6 +109,13 @@ def test_run_unit_reuses_the_runs_an_earlier_result_of_the_episode_holds(cache_d
     # everything reusable: no conversion, the episode's zero-shot figures carried over
     c = suite.run_unit(dataclasses.replace(unit, plan={"ffh-w16": [second]}), None, log=lambda s: None, previous=b)
     assert c["reused_runs"] == 1 and c["runs"] == [b["runs"][1]] and c["zero_shot"] == b["zero_shot"]
+    # a stored result whose graph turns out different (zero-shot differs): every method runs again, and
+    # the same episode and seed give the same run
+    stale = {**a, "zero_shot": {"fp32": 0.0, "int8": 0.0}}
+    d = suite.run_unit(dataclasses.replace(unit, plan={"ffh-w16": [first, second]}), str(cache_dir), log=lambda s: None,
+                       previous=stale)
+    assert d["reused_runs"] == 0 and d["zero_shot"] == a["zero_shot"]
+    assert [p["acc"] for p in d["runs"][0]["curve"]] == [p["acc"] for p in a["runs"][0]["curve"]]
     # another episode's runs are never taken
     other = suite.reusable_runs(dataclasses.replace(unit, index=2), a)
     assert other == {} and suite.reusable_runs(unit, {**a, "key": "stale"}) == {}
