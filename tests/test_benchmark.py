@@ -85,7 +85,8 @@ def test_suite_specs_and_errors():
         ft = spec.hyper("ffh-w8", 4.0, mode=body[0])  # on a body mode the grid is the FF body's rate
         assert (ft.lr, ft.head_lr, ft.grad_average) == (4.0, 1.0, 0.9)  # w8's Adam head: 1 LSB per step
         assert spec.hyper("ffh-w16", 4.0, mode=body[0]).head_lr == 0.3
-        assert spec.grid("ffh-w8", body[0]) == tuple(3 * r for r in spec.grids["ff-w8"])  # block-coordinate body
+        dense = spec.grids["ff-w8"]  # the block-coordinate body's grid: 3x, and the dense grid's lowest below it
+        assert spec.grid("ffh-w8", body[0]) == (dense[0],) + tuple(3 * r for r in dense)
         assert spec.grid("ffh-w8", head_only[0]) == spec.grids["ffh-w8"]
         assert ft.block_coordinate and not head.block_coordinate and not spec.hyper("ff-w8", 4.0, mode=body[0]).block_coordinate
         assert suite.grid_value("ffh-w8", dataclasses.asdict(ft), head_only=False) == 4.0

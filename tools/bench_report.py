@@ -112,7 +112,8 @@ def _cost_table(summary: dict) -> list[str]:
            "train wall s |", "|---|---|---|---|---|---|---|"]
     for r in summary["rows"]:
         for m, s in r["methods"].items():
-            grid = ", ".join(f"{float(k):g}: {100 * a:.1f}" for k, a in s["val_acc"].items())
+            by_rate = sorted(s["val_acc"].items(), key=lambda ka: float(ka[0]))  # JSON sorted the keys as text
+            grid = ", ".join(f"{float(k):g}: {100 * a:.1f}" for k, a in by_rate)
             edge = " (grid edge)" if s.get("grid_edge") else ""
             out.append(f"| {r['variant']} | {r['mode']} | {LABELS[m]} | **{s['lr']:g}**{edge} ({grid}) | "
                        f"{s['hyper']['steps']} | {s['forward_passes']:,} | {s['wall_s']:.2f} |")
