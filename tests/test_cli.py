@@ -78,6 +78,7 @@ TRAIN_MISTAKES = [
     (["--trainable=head"], ["--trainable"]),
     (["--resume"], ["--resume only apply with --out"]),
     (["--select=random", "--grad_average=0.9"], ["--grad_average", "re-selection", "--select=static"]),
+    (["--select=velocity", "--head_optimizer=adam"], ["--head_optimizer=adam keeps its moments", "re-selection"]),
     (["--lr=2", "--m=4"], ["--lr, --m have no effect", "exact gradient", "--noexact_head"]),
     (["--precision=fp32", "--head_lr=0.1"], ["--head_lr only apply with the exact head"]),
     (["--noexact_head", "--head_optimizer=sgd"], ["--head_optimizer only apply with the exact head"]),

@@ -27,6 +27,13 @@ def default_head_lr(optimizer: str, precision: str) -> float:
     if optimizer == "sgd":
         return 0.3
     return 1.0 if precision == "w8" else 0.3
+
+
+def default_probe_lr(block_coordinate: bool, probed_tensors: int) -> float:
+    """Sign-m-SPSA's rate (tools/train.py's default --lr): 0.5; with block-coordinate probes each of the
+    n probed tensors takes about 1/n of a step's probes, so n times that (docs/ablation.md, levers:
+    3x on the demo's three conv kernels was best)."""
+    return 0.5 * (probed_tensors if block_coordinate else 1)
 MASTER_LSB = {"w8": 1, "w16": 256}
 
 

@@ -25,7 +25,7 @@ import _cli
 import _models
 
 from tflite_fg import build, export, objective, selection, selective, tasks, trainer
-from tflite_fg.config import HEAD_OPTIMIZERS, TrainConfig, default_head_lr
+from tflite_fg.config import HEAD_OPTIMIZERS, TrainConfig, default_head_lr, default_probe_lr
 from tflite_fg.metadata import metadata_path, sha256_bytes
 from tflite_fg.model import FgModel
 
@@ -74,9 +74,6 @@ def _train(model: FgModel, parts: dict, steps: int, selector: selection.Selector
     return space.to_engine(state.params)
 
 
-EXACT_HEAD_BODY_LR = 1.5 * 0.4  # tools/train.py's default --lr with block-coordinate probes x --body_lr_scale
-
-
 def reference_run(path: pathlib.Path, parts: dict) -> dict:
     """The demo's recipe for train_steps on the builtin kernels (what the C library runs; the
     frozen-prefix cache is bit-identical), with its exported model."""
@@ -108,9 +105,10 @@ def exact_head_run(path: pathlib.Path, parts: dict) -> dict:
     its exact gradient from one more pass a step (the model's head_in output) and Adam."""
     model = FgModel(path, engine="builtin")
     head_lr = FLAGS.head_lr if FLAGS.head_lr is not None else default_head_lr(FLAGS.head_optimizer, "w16")
+    body_lr = default_probe_lr(True, len(model.meta.trainable) - 1) * 0.4  # x tools/train.py's --body_lr_scale
     final = _train(model, parts, FLAGS.exact_head_steps, head_lr=head_lr, head_optimizer=FLAGS.head_optimizer,
-                   body_lr=EXACT_HEAD_BODY_LR, block_coordinate=True)
-    return {"steps": FLAGS.exact_head_steps, "lr_body": EXACT_HEAD_BODY_LR, "block_coordinate": True,
+                   body_lr=body_lr, block_coordinate=True)
+    return {"steps": FLAGS.exact_head_steps, "lr_body": body_lr, "block_coordinate": True,
             "head_lr": head_lr, "head_optimizer": FLAGS.head_optimizer,
             "head_quant": list(model.head_quant()), "weights_sha256": objective.weights_sha256(final),
             "test_acc": model.accuracy(parts["x_test"], parts["y_test"].astype(np.int64), final)}

@@ -29,14 +29,11 @@ import _models
 
 from tflite_fg import (build, checkpoint, datafile, export, masks, objective, runs, schedules, selection,
                        selective, tasks, trainer)
-from tflite_fg.config import DISTRIBUTIONS, ESTIMATORS, HEAD_OPTIMIZERS, PRECISIONS, default_head_lr, TrainConfig
+from tflite_fg.config import DISTRIBUTIONS, ESTIMATORS, HEAD_OPTIMIZERS, PRECISIONS, default_head_lr, default_probe_lr, TrainConfig
 from tflite_fg.model import ENGINES, FgModel
 from tflite_fg.precision import ARITHMETICS, ROUNDINGS
 
 FLAGS = flags.FLAGS
-# --lr's default by --block_coordinate: a block-coordinate probe moves one tensor, so each tensor takes
-# one probe's sign per step instead of m's; three times the rate (m = 3) was best (docs/ablation.md, levers).
-DEFAULT_LR = {False: 0.5, True: 1.5}
 flags.DEFINE_string("model", None, "Converted .tflite (with <model>.json); unset: the default task's model, "
                     "converted on first use.")
 flags.DEFINE_enum("task", "fmnist", tasks.TASKS, "Default task (when --data is unset): fmnist or digits few-shot.")
@@ -53,9 +50,9 @@ flags.DEFINE_float("eps_lsb", 8, "Perturbation scale in int8 weight LSBs (w8: wh
                    "of 1/256).")
 flags.DEFINE_float("lr", None, "Sign-m-SPSA learning rate in int8 LSBs per unit of z: of the head under --noexact_head "
                    "(the other tensors get lr * body_lr_scale; with the exact head, which has --head_lr, only those). "
-                   f"Default: {DEFAULT_LR[False]:g}, or {DEFAULT_LR[True]:g} with block-coordinate probes (each tensor "
-                   "takes one probe's sign per step instead of m). w8 with round-to-nearest needs about twice as "
-                   "much: smaller updates round to zero.")
+                   "Default: 0.5, times the number of probed tensors with block-coordinate probes (each of n "
+                   "tensors takes about 1/n of a step's probes; 1.5 for the demo's block). w8 with "
+                   "round-to-nearest needs about twice as much: smaller updates round to zero.")
 flags.DEFINE_float("body_lr_scale", 0.4, "The other trainable tensors use lr * body_lr_scale: with round-to-"
                    "nearest, fewer +-1 LSB steps on a conv block keep its random walk down (docs/design.md).")
 flags.DEFINE_enum("distribution", "gaussian", DISTRIBUTIONS, "Perturbation distribution.")
@@ -74,7 +71,7 @@ flags.DEFINE_float("grad_average", 0.0, "Exponential average of the gradient est
                    "(0: off).", lower_bound=0.0, upper_bound=0.999)
 flags.DEFINE_float("sam_rho", 0.0, "Sharpness-aware ascent step in units of eps (0: off; +2 forward passes/step).")
 flags.DEFINE_bool("block_coordinate", None, "Each probe perturbs one trainable tensor, cycling (each tensor takes "
-                  "one probe's sign per step, hence the larger default --lr). Default: on where the exact head "
+                  "about 1/n of a step's probes, hence the larger default --lr). Default: on where the exact head "
                   "trains the head and Sign-m-SPSA a body (the default recipe: docs/ablation.md, levers); "
                   "--noblock_coordinate: every probe perturbs every tensor.")
 flags.DEFINE_bool("kernel_norm", False, "Kernel-wise normalization of perturbations: z_i / ||z_i|| * ||w_i||.")
@@ -82,9 +79,10 @@ flags.DEFINE_bool("exact_head", None, "Train the last (dense) layer with its exa
                   "one extra forward pass (integer arithmetic, no backward graph) and the rest by Sign-m-SPSA: "
                   "reported as 'ffh', not plain FF. Default: on wherever it applies (w8/w16, anchored arithmetic, "
                   "a model whose last trainable layer is dense, converter version >= 4); --noexact_head: plain FF.")
-flags.DEFINE_enum("head_optimizer", "adam", HEAD_OPTIMIZERS, "The exact head's optimizer: adam (--head_lr is then "
+flags.DEFINE_enum("head_optimizer", None, HEAD_OPTIMIZERS, "The exact head's optimizer: adam (--head_lr is then "
                   "a step in int8 weight LSBs: Adam's update is about +-1 per step) or sgd (--head_lr is a float-space "
-                  "SGD rate).")
+                  "SGD rate). Default: adam; sgd with a re-selecting --select (random, velocity), after which "
+                  "Adam's moments would keep moving the weights a re-selection froze.")
 flags.DEFINE_float("head_lr", None, "The exact head's learning rate (see --head_optimizer). Default: adam "
                    f"{default_head_lr('adam', 'w16'):g} (w8: {default_head_lr('adam', 'w8'):g}, its smallest step "
                    f"that does not round away), sgd {default_head_lr('sgd', 'w16'):g}.")
@@ -185,10 +183,11 @@ def _config(model: FgModel) -> TrainConfig:
     if exact_head and n_tensors == 1:
         _cli.refuse_ignored(PROBE_FLAGS, "have no effect: only the head trains, by its exact gradient at --head_lr, "
                             "with no probes (--noexact_head: Sign-m-SPSA on the head)")
-    head_optimizer = FLAGS.head_optimizer if exact_head else "sgd"
+    head_optimizer = (FLAGS.head_optimizer or ("sgd" if FLAGS.select in selection.DYNAMIC else "adam")
+                      if exact_head else "sgd")
     head_lr = FLAGS.head_lr if FLAGS.head_lr is not None else default_head_lr(head_optimizer, FLAGS.precision)
     block = FLAGS.block_coordinate if FLAGS.block_coordinate is not None else exact_head and n_tensors > 1
-    probe_lr = FLAGS.lr if FLAGS.lr is not None else DEFAULT_LR[block]
+    probe_lr = FLAGS.lr if FLAGS.lr is not None else default_probe_lr(block, n_tensors - exact_head)
     lr = (probe_lr * FLAGS.body_lr_scale,) * (n_tensors - 1) + ((head_lr if exact_head else probe_lr),)
     eps = int(FLAGS.eps_lsb) if float(FLAGS.eps_lsb).is_integer() else FLAGS.eps_lsb
     own = ("eps_lsb", "lr", "exact_head", "head_optimizer", "block_coordinate")
@@ -273,10 +272,12 @@ def _check_flags() -> None:
     _refuse_head_lr(None)
     if FLAGS.select == "none":
         _cli.refuse_ignored(["budget", "select_every", "select_init", "probe_per_class"], "only apply with --select")
-    if FLAGS.select in selection.DYNAMIC and FLAGS.grad_average:
-        raise app.UsageError(f"--grad_average keeps averaging over every weight, so after a --select={FLAGS.select} "
-                             "re-selection the weights it froze would keep moving: use --select=static or magnitude, "
-                             "or no --grad_average")
+    for kept, given in (("--grad_average keeps averaging", FLAGS.grad_average),
+                        ("--head_optimizer=adam keeps its moments", FLAGS.head_optimizer == "adam")):
+        if FLAGS.select in selection.DYNAMIC and given:
+            raise app.UsageError(f"{kept} over every weight, so after a --select={FLAGS.select} re-selection the "
+                                 f"weights it froze would keep moving: use --select=static or magnitude, or drop "
+                                 f"{kept.split()[0]}")
     if FLAGS.resume and FLAGS.overwrite:
         raise app.UsageError("--resume continues the run in --out, --overwrite replaces it: give one of them")
     ckpt = pathlib.Path(FLAGS.out or ".") / "checkpoint.npz"

@@ -369,6 +369,8 @@ public final class SignSpsa {
      *  the estimator with the new support and keeps the state): only these elements are drawn and move. */
     public void support(boolean[][] s) {
         requireLike(s, engineKernels, "support");
+        if (adam != null && step > 0)  // its moments would keep moving the head weights the new selection froze
+            throw new IllegalStateException("the Adam head cannot be re-selected mid-run: use SGD (headAdam(false)) or a static selection");
         opt.support = s;
         resolveSupport();
     }

@@ -25,18 +25,20 @@ import org.tflitefg.core.Training;
  * `head_in` output) by Adam (--head_lr in int8 LSBs per step, default 0.3, w8 1) or SGD (--head_lr a float
  * rate, default 0.3), FF on the rest ("FF + exact head", not FF);
  * --grad_average averages the gradient estimates; --block_coordinate perturbs one tensor per probe,
- * cycling (scale --lr by about --m) (tools/train.py's flags of the same names).
+ * cycling (tools/train.py's flags of the same names, with the same automatic defaults: the exact head by
+ * Adam, SGD with a re-selecting --select; block-coordinate probes where the exact head trains a head and FF
+ * a body, with --lr 0.5 times the number of probed tensors).
  */
 public final class TrainCli {
     private TrainCli() {}
 
     public static void main(String[] args) throws Exception {
-        Map<String, String> a = new HashMap<>(Map.of("steps", "500", "batch", "64", "m", "3", "eps", "8", "lr", "0.5",
+        Map<String, String> a = new HashMap<>(Map.of("steps", "500", "batch", "64", "m", "3", "eps", "8", "lr", "",
                 "body_lr_scale", "0.4", "precision", "w16", "seed", "0", "threads", "1", "log_every", "100"));
         a.putAll(Map.of("cache", "true", "select", "none", "budget", "0.274", "select_every", "250", "select_init", "random",
                         "select_mu", "0.5", "exact_head", "false", "head_lr", "", "grad_average", "0",
-                        "block_coordinate", "false"));
-        a.put("head_optimizer", "adam");
+                        "block_coordinate", ""));
+        a.put("head_optimizer", "");
         java.util.Set<String> known = new java.util.TreeSet<>(a.keySet());
         known.addAll(java.util.List.of("lib", "data"));
         java.util.Set<String> given = new java.util.HashSet<>();
@@ -61,13 +63,20 @@ public final class TrainCli {
         for (String f : java.util.List.of("head_lr", "head_optimizer"))
             if (!exactHead && given.contains(f))
                 throw new IllegalArgumentException("--" + f + " only applies with --exact_head=true (plain FF trains the head with --lr)");
-        String headOptimizer = a.get("head_optimizer");
+        boolean reselecting = a.get("select").equals("random") || a.get("select").equals("velocity");
+        String headOptimizer = !a.get("head_optimizer").isEmpty() ? a.get("head_optimizer") : reselecting ? "sgd" : "adam";
+        if (reselecting && headOptimizer.equals("adam"))
+            throw new IllegalArgumentException("--head_optimizer=adam keeps its moments over every weight, so after a --select="
+                    + a.get("select") + " re-selection the weights it froze would keep moving: use --select=static or magnitude");
         if (!headOptimizer.equals("adam") && !headOptimizer.equals("sgd"))
             throw new IllegalArgumentException("--head_optimizer must be adam or sgd, got " + headOptimizer);
         double headLr = a.get("head_lr").isEmpty()  // config.default_head_lr
                 ? (headOptimizer.equals("adam") && a.get("precision").equals("w8") ? 1.0 : 0.3)
                 : Double.parseDouble(a.get("head_lr"));
-        double lr = Double.parseDouble(a.get("lr"));
+        // tools/train.py's automatic defaults: block-coordinate probes where the exact head trains a head and
+        // FF a body, and --lr 0.5 times the number of probed tensors with them (config.default_probe_lr)
+        boolean block = a.get("block_coordinate").isEmpty() ? exactHead && n > 1 : Boolean.parseBoolean(a.get("block_coordinate"));
+        double lr = !a.get("lr").isEmpty() ? Double.parseDouble(a.get("lr")) : 0.5 * (block ? n - (exactHead ? 1 : 0) : 1);
         double[] lrs = new double[n];
         for (int t = 0; t < n; t++) lrs[t] = lr * Double.parseDouble(a.get("body_lr_scale"));
         lrs[n - 1] = exactHead ? headLr : lr;  // tools/train.py's _config
@@ -75,7 +84,7 @@ public final class TrainCli {
         TfLiteC c = TfLiteC.load(a.get("lib"));
         try (CApiRunner runner = new CApiRunner(c, modelPath.toString(), meta, Integer.parseInt(a.get("threads")))) {
             SignSpsa.Options options = new SignSpsa.Options().gradAverage(Double.parseDouble(a.get("grad_average")))
-                    .blockCoordinate(Boolean.parseBoolean(a.get("block_coordinate")));
+                    .blockCoordinate(block);
             if (exactHead) options.exactHead(ExactHead.Quant.of(meta, runner)).headAdam(headOptimizer.equals("adam"));
             SignSpsa trainer = new SignSpsa(seed, Integer.parseInt(a.get("m")), Double.parseDouble(a.get("eps")), lrs,
                     a.get("precision").equals("w8") ? 8 : 16, meta.initialKernels(modelBytes), options);
